@@ -1,0 +1,31 @@
+"""jdlayers: Bayesian neural network layers as TFP joint distributions.
+
+A layer is a `tfd.JointDistributionCoroutine` over its kernel and bias; a
+sample of it is a callable layer. See DESIGN.md and the README.
+"""
+
+from jdlayers import ops, priors
+from jdlayers.compose import (Parallel, ParallelLayer, Residual, ResidualLayer,
+                              Sequential, SequentialLayer)
+from jdlayers.layers import (Affine, AffineLayer, AvgPool1D, AvgPool2D,
+                             AvgPool3D, Conv, Conv1D, Conv2D, Conv3D,
+                             ConvLayer, ConvTranspose, ConvTranspose1D,
+                             ConvTranspose2D, ConvTranspose3D,
+                             ConvTransposeLayer, Dense, Flatten, FlattenLayer,
+                             Lambda, LambdaLayer, LayerDistribution, MaxPool1D,
+                             MaxPool2D, MaxPool3D, Pool, PoolLayer,
+                             SampledLayer, StaticLayer)
+from jdlayers._state import event_space_bijectors
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Affine", "AffineLayer", "AvgPool1D", "AvgPool2D", "AvgPool3D", "Conv",
+    "Conv1D", "Conv2D", "Conv3D", "ConvLayer", "ConvTranspose",
+    "ConvTranspose1D", "ConvTranspose2D", "ConvTranspose3D",
+    "ConvTransposeLayer", "Dense", "Flatten", "FlattenLayer", "Lambda",
+    "LambdaLayer", "LayerDistribution", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+    "Parallel", "ParallelLayer", "Pool", "PoolLayer", "Residual",
+    "ResidualLayer", "SampledLayer", "Sequential", "SequentialLayer",
+    "StaticLayer", "__version__", "event_space_bijectors", "ops", "priors",
+]

@@ -1,0 +1,23 @@
+"""Layer distributions (one module per op family) and their sampled types."""
+
+from jdlayers.layers._base import LayerDistribution, SampledLayer, StaticLayer
+from jdlayers.layers.affine import Affine, AffineConfig, AffineLayer, Dense
+from jdlayers.layers.conv import (Conv, Conv1D, Conv2D, Conv3D, ConvConfig,
+                                  ConvLayer)
+from jdlayers.layers.conv_transpose import (ConvTranspose, ConvTranspose1D,
+                                            ConvTranspose2D, ConvTranspose3D,
+                                            ConvTransposeLayer)
+from jdlayers.layers.static import (AvgPool1D, AvgPool2D, AvgPool3D, Flatten,
+                                    FlattenLayer, Lambda, LambdaLayer,
+                                    MaxPool1D, MaxPool2D, MaxPool3D, Pool,
+                                    PoolLayer)
+
+__all__ = [
+    "Affine", "AffineConfig", "AffineLayer", "AvgPool1D", "AvgPool2D",
+    "AvgPool3D", "Conv", "Conv1D", "Conv2D", "Conv3D", "ConvConfig",
+    "ConvLayer", "ConvTranspose", "ConvTranspose1D", "ConvTranspose2D",
+    "ConvTranspose3D", "ConvTransposeLayer", "Dense", "Flatten",
+    "FlattenLayer", "Lambda", "LambdaLayer", "LayerDistribution", "MaxPool1D",
+    "MaxPool2D", "MaxPool3D", "Pool", "PoolLayer", "SampledLayer",
+    "StaticLayer",
+]

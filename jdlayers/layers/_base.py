@@ -1,0 +1,206 @@
+"""The two halves of every layer: a distribution and its sampled value.
+
+`SampledLayer` is the value type: an immutable callable whose `tf.nest` leaves
+are exactly its random tensors (via TF's `__tf_flatten__` protocol) and whose
+static configuration rides along as nest metadata, so
+`tf.nest.pack_sequence_as(layer, tf.nest.flatten(layer))` rebuilds it.
+
+`LayerDistribution` is a `tfd.JointDistributionCoroutine` whose samples are
+`SampledLayer`s; `StaticLayer` is the distribution-like wrapper of a layer
+without random parameters (it has nothing to sample and adds 0 to log_prob).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+Root = tfd.JointDistributionCoroutine.Root
+
+
+class SampledLayer:
+  """An immutable layer value: random tensors as leaves, static config aside.
+
+  Attributes are the parameter names (e.g. `layer.kernel`, `layer.bias`) plus
+  `config`, the static configuration.
+  """
+
+  __slots__ = ("_params", "_config")
+
+  def __init__(self, params: Any = None, config: Any = None):
+    # TFP re-wraps values with `type(structure)(value)`; accept a same-typed
+    # value and copy it.
+    if isinstance(params, SampledLayer):
+      config = params._config if config is None else config
+      params = params._params
+    object.__setattr__(self, "_params", dict(params or {}))
+    object.__setattr__(self, "_config", config)
+
+  # -- tf.nest protocol ---------------------------------------------------
+  def __tf_flatten__(self):
+    names = tuple(self._params)
+    return (self._config, names), tuple(self._params[n] for n in names)
+
+  @classmethod
+  def __tf_unflatten__(cls, metadata, components):
+    config, names = metadata
+    return cls(dict(zip(names, components)), config)
+
+  def __len__(self) -> int:
+    return len(self._params)
+
+  # -- access ---------------------------------------------------------------
+  def __getattr__(self, name: str):
+    if name.startswith("__"):
+      raise AttributeError(name)
+    try:
+      params = object.__getattribute__(self, "_params")
+    except AttributeError:
+      raise AttributeError(name) from None
+    if name in params:
+      return params[name]
+    raise AttributeError(f"{type(self).__name__} has no parameter or attribute "
+                         f"{name!r}; parameters: {list(params)}.")
+
+  def __setattr__(self, name, value):
+    raise AttributeError(f"{type(self).__name__} is immutable.")
+
+  @property
+  def params(self) -> Dict[str, tf.Tensor]:
+    """A copy of the name -> tensor mapping of the random parameters."""
+    return dict(self._params)
+
+  @property
+  def config(self):
+    """The static (non-random) configuration."""
+    return self._config
+
+  def __repr__(self) -> str:
+    parts = [f"{k}={_shape_str(v)}" for k, v in self._params.items()]
+    desc = getattr(self._config, "desc", None) or type(self).__name__
+    return f"<{type(self).__name__} {desc} {' '.join(parts)}>".replace("  ", " ")
+
+  def __call__(self, x):
+    raise NotImplementedError
+
+
+def _shape_str(v) -> str:
+  shape = getattr(v, "shape", None)
+  dtype = getattr(v, "dtype", None)
+  if shape is None:
+    return repr(v)
+  name = getattr(dtype, "name", dtype)
+  return f"{name}{list(shape)}"
+
+
+class LayerDistribution(tfd.JointDistributionCoroutine):
+  """A `JointDistributionCoroutine` whose samples are `SampledLayer`s.
+
+  Subclasses build a model (a generator of component distributions), pick the
+  value type and the static config; this base resolves the component names,
+  checks the required ones exist, and (un)flattens values.
+  """
+
+  _value_type = SampledLayer
+
+  def __init__(self, model: Callable, config: Any, required: Sequence[str],
+               forbidden: Sequence[str] = (),
+               validate_args: bool = False, name: Optional[str] = None):
+    super().__init__(model, validate_args=validate_args, name=name)
+    self._config = config
+    names = tuple(self._flat_resolve_names())
+    self._names = names
+    missing = [r for r in required if r not in names]
+    if missing:
+      raise ValueError(
+          f"{config.desc}: the prior / params_model_fn yields components "
+          f"{list(names)} but lacks {missing}; name the distributions with "
+          f"`name=` (e.g. tfd.Sample(tfd.Normal(0., 1.), shape, "
+          f"name={missing[0]!r})).")
+    bad = [n for n in forbidden if n in names]
+    if bad:
+      raise ValueError(f"{config.desc}: use_bias=False but the prior / "
+                       f"params_model_fn yields {bad}.")
+
+  @property
+  def config(self):
+    """The static configuration shared by every sample of this layer."""
+    return self._config
+
+  @property
+  def param_names(self):
+    """Names of the random components, in model order."""
+    return self._names
+
+  def _model_unflatten(self, xs):
+    return self._value_type(dict(zip(self._names, xs)), self._config)
+
+  def _model_flatten(self, value):
+    if isinstance(value, SampledLayer):
+      params = value._params  # pylint: disable=protected-access
+    elif isinstance(value, collections.abc.Mapping):
+      params = value
+    else:
+      return tuple(value)
+    try:
+      return tuple(params[n] for n in self._names)
+    except KeyError as e:
+      raise ValueError(f"{self._config.desc}: value lacks parameter {e}; "
+                       f"expected {list(self._names)}, got "
+                       f"{list(params)}.") from None
+
+
+class StaticLayer:
+  """Distribution-like wrapper of a layer without random parameters.
+
+  `sample` returns the layer itself (whatever the sample shape: it has no
+  random tensors to carry one) and `log_prob` is 0. Composites recognise it
+  and never hand it to `tfd.JointDistributionCoroutine`.
+  """
+
+  def __init__(self, layer: SampledLayer, dtype=tf.float32,
+               name: Optional[str] = None):
+    self._layer = layer
+    self._dtype = tf.as_dtype(dtype)
+    self._name = name or type(self).__name__
+
+  @property
+  def name(self) -> str:
+    return self._name
+
+  @property
+  def dtype(self):
+    return self._layer
+
+  @property
+  def layer(self) -> SampledLayer:
+    """The (only) value of this distribution."""
+    return self._layer
+
+  def sample(self, sample_shape=(), seed=None, name=None, **kwargs):
+    """Returns the layer; `sample_shape` and `seed` are accepted and unused."""
+    del sample_shape, seed, name, kwargs
+    return self._layer
+
+  def log_prob(self, value=None, name=None, **kwargs):
+    """Returns 0: a deterministic layer carries no density."""
+    del value, name, kwargs
+    return tf.zeros([], self._dtype)
+
+  def __call__(self, x):
+    return self._layer(x)
+
+  def __repr__(self) -> str:
+    return f"<{type(self).__name__} {self._layer!r}>"
+
+
+def is_static(layer) -> bool:
+  """True for layers with no random parameters (plain callables included)."""
+  if isinstance(layer, StaticLayer):
+    return True
+  return callable(layer) and not hasattr(layer, "log_prob")
+
