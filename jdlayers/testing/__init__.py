@@ -1,0 +1,30 @@
+"""Hypothesis strategies for testing models built with `jdlayers`.
+
+Each strategy draws only valid configurations: a constructed layer (or
+`Sequential` network) distribution, an input array that fits it, the sample
+shape to draw with and the expected output shape.
+
+#### Example
+
+```python
+from hypothesis import given
+import jdlayers.testing as jdt
+
+@given(jdt.networks())
+def test_network(case):
+  fs = case.dist.sample(case.sample_shape, seed=case.seed)
+  assert fs(case.x).shape == case.output_shape
+```
+"""
+
+from jdlayers.testing.strategies import (LayerCase, NetworkCase,
+                                         affine_configs, batch_shapes,
+                                         conv_configs, conv_transpose_configs,
+                                         dtypes, layer_configs, networks,
+                                         pool_configs, sample_shapes)
+
+__all__ = [
+    "LayerCase", "NetworkCase", "affine_configs", "batch_shapes",
+    "conv_configs", "conv_transpose_configs", "dtypes", "layer_configs",
+    "networks", "pool_configs", "sample_shapes",
+]
