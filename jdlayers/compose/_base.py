@@ -77,7 +77,7 @@ class CompositeLayer:
     raise NotImplementedError
 
 
-class Composite(tfd.JointDistributionCoroutine):
+class Composite(_base.StatelessSeedMixin, tfd.JointDistributionCoroutine):
   """Base of `Sequential`, `Residual` and `Parallel`."""
 
   _value_type = CompositeLayer

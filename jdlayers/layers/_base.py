@@ -13,6 +13,7 @@ without random parameters (it has nothing to sample and adds 0 to log_prob).
 from __future__ import annotations
 
 import collections.abc
+import numbers
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import tensorflow as tf
@@ -97,7 +98,34 @@ def _shape_str(v) -> str:
   return f"{name}{list(shape)}"
 
 
-class LayerDistribution(tfd.JointDistributionCoroutine):
+def stateless_seed(seed):
+  """Maps a Python int seed to a stateless `(0, seed)` pair.
+
+  TFP treats an int seed as stateful (a new draw on every call); jdlayers
+  promises that the same seed gives the same sample, so ints become stateless
+  pairs. Pairs and seed tensors pass through; None stays random.
+  """
+  if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+    return tf.constant([0, int(seed) % (2 ** 31)], tf.int32)
+  return seed
+
+
+class StatelessSeedMixin:
+  """Makes `sample` and `experimental_sample_and_log_prob` deterministic for
+  int seeds (see `stateless_seed`)."""
+
+  def sample(self, sample_shape=(), seed=None, name="sample", **kwargs):
+    """Samples layers; the same `seed` (int or pair) gives the same layers."""
+    return super().sample(sample_shape, seed=stateless_seed(seed), name=name,
+                          **kwargs)
+
+  def experimental_sample_and_log_prob(self, sample_shape=(), seed=None,
+                                       name="sample_and_log_prob", **kwargs):
+    return super().experimental_sample_and_log_prob(
+        sample_shape, seed=stateless_seed(seed), name=name, **kwargs)
+
+
+class LayerDistribution(StatelessSeedMixin, tfd.JointDistributionCoroutine):
   """A `JointDistributionCoroutine` whose samples are `SampledLayer`s.
 
   Subclasses build a model (a generator of component distributions), pick the
