@@ -135,11 +135,15 @@ def _check_output_padding(output_padding, rank, strides, dilations, size,
   op = ops.normalize_tuple(output_padding, rank, "output_padding", desc,
                            minimum=0)
   for p, s, d, k in zip(op, strides, dilations, size):
-    if p >= max(s, d):
+    even_same = padding == "SAME" and ((k - 1) * d + 1) % 2 == 0
+    # Valid lengths: p < s (as Keras), except that p = 1 is needed (and
+    # valid) with stride 1 where padding='same' meets an even kernel size.
+    if p >= s and not (even_same and p == 1):
       raise ValueError(f"{desc}: `output_padding` (={op}) must be smaller "
-                       f"than `strides` (={strides}) (or `dilations` "
-                       f"(={dilations})) on every axis.")
-    if padding == "SAME" and ((k - 1) * d + 1) % 2 == 0 and p == 0:
+                       f"than `strides` (={strides}) on every axis (or 1 "
+                       "where padding='same' meets an even dilated kernel "
+                       f"size; dilations={dilations}).")
+    if even_same and p == 0:
       raise ValueError(f"{desc}: with padding='same' and an even (dilated) "
                        f"kernel size {size}, `output_padding` (={op}) must be "
                        ">= 1 on that axis (the output would be one shorter "

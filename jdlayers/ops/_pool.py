@@ -45,8 +45,11 @@ def pool(x: tf.Tensor, *, rank: int, pool_size: Sequence[int],
     x = _conv._to_channels_last(x, rank)
   _conv._check_spatial(x, pool_size, [1] * rank, padding, rank, layer)
   shape = _shapes.static_or_dynamic_shape(x)
-  y = tf.nn.pool(tf.reshape(x, [-1] + shape[-core + 1:]), list(pool_size),
-                 mode, strides=list(strides), padding=padding)
+  # tf.nn.max_pool/avg_pool (as Keras), not tf.nn.pool: the latter rejects
+  # strides larger than the window with padding "SAME".
+  pool_fn = tf.nn.max_pool if mode == "MAX" else tf.nn.avg_pool
+  y = pool_fn(tf.reshape(x, [-1] + shape[-core + 1:]), list(pool_size),
+              list(strides), padding)
   y = tf.reshape(y, shape[:-core + 1] + _shapes.static_or_dynamic_shape(y)[1:])
   return _conv._to_channels_first(y, rank) if data_format == "channels_first" \
       else y
