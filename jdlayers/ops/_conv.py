@@ -32,6 +32,7 @@ import tensorflow as tf
 from jdlayers.ops import _shapes
 
 IMPLS = ("auto", "unrolled", "grouped", "patches")
+_NN_FORMAT = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 
 
 def _in_xla_context() -> bool:
@@ -45,12 +46,15 @@ def _in_xla_context() -> bool:
     return False
 
 
-def _grouped_has_gradient(rank: int) -> bool:
-  """Grouped convolutions differentiate on GPUs and on oneDNN CPU builds."""
+def _grouped_has_gradient(rank: int, dtype: tf.DType) -> bool:
+  """Grouped convolutions differentiate on GPUs and, for float32 rank 1-2, on
+  oneDNN CPU builds (float64 falls back to Eigen, which has no gradient)."""
   if rank > 2:  # oneDNN has no grouped Conv3D.
     return False
   if tf.config.list_logical_devices("GPU"):
     return True
+  if dtype != tf.float32:
+    return False
   try:
     from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
     return bool(_pywrap_util_port.IsMklEnabled())
@@ -58,14 +62,13 @@ def _grouped_has_gradient(rank: int) -> bool:
     return False
 
 
-def _per_sample_impl(impl: str, rank: int, transpose: bool) -> str:
-  if impl == "auto":
-    if not transpose and _grouped_has_gradient(rank):
-      return "grouped"
-    return "unrolled"
-  if impl == "patches" or (impl == "grouped" and (transpose or rank > 2)):
-    return "unrolled"  # no grouped Conv3D in oneDNN, none for conv_transpose
-  return impl
+def _per_sample_impl(impl: str, rank: int, transpose: bool,
+                     dtype: tf.DType) -> str:
+  """"grouped" where it has a gradient (also when asked for), else unrolled."""
+  if impl in ("auto", "grouped") and not transpose and _grouped_has_gradient(
+      rank, dtype):
+    return "grouped"
+  return "unrolled"
 
 
 def _to_channels_last(x: tf.Tensor, rank: int) -> tf.Tensor:
@@ -144,7 +147,7 @@ def _apply_sampled(x: tf.Tensor, kernel: tf.Tensor, rank: int, out_axis: int,
   p = _shapes.num_elements(bs)
   xs = tf.reshape(tf.broadcast_to(x, list(bs) + x_core), [p] + x_core)
   ks = tf.reshape(tf.broadcast_to(kernel, list(bs) + k_core), [p] + k_core)
-  if _per_sample_impl(impl, rank, out_axis == -2) == "grouped":
+  if _per_sample_impl(impl, rank, out_axis == -2, x.dtype) == "grouped":
     y = _grouped(xs, ks, rank, out_axis, single)
   else:
     y = tf.stack([single(xs[i], ks[i]) for i in range(p)], axis=0)
@@ -293,9 +296,12 @@ def conv(x, kernel: tf.Tensor, bias: Optional[tf.Tensor] = None, *,
     padding = "VALID"
   _check_spatial(x, size, dilations, padding, rank, layer)
 
+  fmt = _NN_FORMAT[rank]
+
   def single(xi, ki):
+    # An explicit data_format: TF 2.21's eager Conv3D gradient needs it.
     return tf.nn.convolution(xi, ki, strides=list(strides), padding=padding,
-                             dilations=list(dilations))
+                             dilations=list(dilations), data_format=fmt)
 
   use_patches = impl == "patches" or (impl == "auto" and _in_xla_context())
   if use_patches and None not in x.shape[-rank - 1:-1].as_list():
@@ -367,7 +373,8 @@ def conv_transpose(x, kernel: tf.Tensor, bias: Optional[tf.Tensor] = None, *,
     n = _shapes.static_or_dynamic_shape(xi)[0]
     return tf.nn.conv_transpose(xi, ki, [n] + out_spatial + [ki.shape[-2]],
                                 strides=list(strides), padding=padding,
-                                dilations=list(dilations))
+                                dilations=list(dilations),
+                                data_format=_NN_FORMAT[rank])
 
   y = _apply_sampled(x, kernel, rank, -2, single, "unrolled", layer)
   y = _add_bias(y, bias, rank)

@@ -35,16 +35,7 @@ def _make(kind, dtype):
   raise ValueError(kind)
 
 
-# TF 2.21: the eager gradient of `tf.nn.convolution` on 5-D inputs fails
-# (`_Conv3DGrad` reads a missing `data_format` attr) unless the op is called
-# with an explicit `data_format="NDHWC"`; jdlayers/ops/_conv.py does not pass
-# it yet. Graph-mode gradients work (see the conv3d "function" test below).
-_CONV3D_EAGER = pytest.mark.xfail(
-    strict=True, raises=AttributeError,
-    reason="eager Conv3D gradient needs data_format='NDHWC' in ops/_conv.py")
-
-KINDS = ["affine", "conv1d", "conv2d",
-         pytest.param("conv3d", marks=_CONV3D_EAGER), "conv_transpose1d",
+KINDS = ["affine", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
          "conv_transpose2d", "conv_transpose3d"]
 
 
@@ -147,10 +138,6 @@ def test_function_matches_eager_and_gradients_exist(case):
 
   x = tf.constant(case.x)
   y_f, g_f = tf.function(fn)(layer, x)
-  if case.kind == "conv" and case.kwargs["rank"] == 3:
-    # Eager Conv3D gradients: see _CONV3D_EAGER (strict xfail above).
-    assert all(g is not None for g in g_f)
-    return
   y_e, g_e = fn(layer, x)
   assert_close(y_f, y_e, case.dtype)
   for a, b in zip(g_e, g_f):
