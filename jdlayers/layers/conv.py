@@ -176,8 +176,11 @@ class Conv(_ConvBase):
     use_bias: Whether the default/`prior` model has a bias.
     activation: A callable or a name such as "relu".
     prior: A `jdlayers.priors.Prior` (default `priors.normal(1.0)`).
-    impl: How `S` sampled kernels meet `S` inputs: "auto"/"unrolled" (one
-      conv per sample) or "grouped" (one grouped conv; for accelerators).
+    impl: How `S` sampled kernels meet inputs: "auto" picks the formulation
+      measured fastest per mode (im2col + batched matmul under XLA; one
+      grouped conv where it differentiates, else one conv per sample,
+      elsewhere; see `jdlayers.ops`), or force "unrolled", "grouped" or
+      "patches".
     validate_args: Passed to `JointDistributionCoroutine`.
 
   Raises:
