@@ -368,6 +368,11 @@ def conv_transpose(x, kernel: tf.Tensor, bias: Optional[tf.Tensor] = None, *,
       _shapes.conv_transpose_output_length(spatial[i], size[i], strides[i],
                                            dilations[i], padding, op[i])
       for i in range(rank)]
+  if max(dilations) > 1 and kernel.dtype != tf.float32:
+    # TF's CPU kernels dilate transposed convolutions in float32 only; a
+    # kernel with the zeros written in is the same operator.
+    kernel = _dilate_kernel(kernel, rank, dilations)
+    dilations = [1] * rank
 
   def single(xi, ki):
     n = _shapes.static_or_dynamic_shape(xi)[0]
@@ -379,6 +384,24 @@ def conv_transpose(x, kernel: tf.Tensor, bias: Optional[tf.Tensor] = None, *,
   y = _apply_sampled(x, kernel, rank, -2, single, "unrolled", layer)
   y = _add_bias(y, bias, rank)
   return _to_channels_first(y, rank) if data_format == "channels_first" else y
+
+
+def _dilate_kernel(kernel: tf.Tensor, rank: int, dilations) -> tf.Tensor:
+  """Writes `d - 1` zeros between the taps of `[*S, *size, a, b]` kernels."""
+  first = kernel.shape.rank - rank - 2
+  for i, d in enumerate(dilations):
+    if d == 1:
+      continue
+    axis = first + i
+    k = kernel.shape[axis]
+    kernel = tf.expand_dims(kernel, axis + 1)
+    pads = [[0, 0]] * kernel.shape.rank
+    pads[axis + 1] = [0, d - 1]
+    kernel = tf.pad(kernel, pads)
+    shape = _shapes.static_or_dynamic_shape(kernel)
+    kernel = tf.reshape(kernel, shape[:axis] + [k * d] + shape[axis + 2:])
+    kernel = tf.gather(kernel, tf.range((k - 1) * d + 1), axis=axis)
+  return kernel
 
 
 def _core_desc(rank: int, data_format: str) -> str:

@@ -282,8 +282,7 @@ def conv_transpose_configs(draw, rank: Optional[int] = None,
 
   As `conv_configs`, plus `output_padding` (None, or per axis below the
   stride; at least 1 on an axis with padding "same" and an even dilated
-  kernel size). Dilations above 1 are drawn for float32 only: TensorFlow's
-  CPU kernels for float64 transposed convolutions reject them.
+  kernel size).
 
   Args:
     draw: Supplied by hypothesis; do not pass.
@@ -319,8 +318,6 @@ def _conv_like(draw, transpose, rank, dtype, sample_shape, impl):
   padding = draw(st.sampled_from(paddings))
   pad = padding.upper()
   mode = draw(st.sampled_from(("plain", "strided", "dilated")))
-  if transpose and dtype == tf.float64 and mode == "dilated":
-    mode = "strided"
   strides = dilations = (1,) * rank
   if mode == "strided":
     strides = tuple(draw(st.integers(1, 3)) for _ in range(rank))

@@ -31,8 +31,19 @@ def _to_first(y, rank):
   return np.moveaxis(y, -1, nd - rank - 1)
 
 
+def keras_needs_float32(case) -> bool:
+  """Keras' float64 transposed conv with dilations fails on CPU (TF kernel);
+  jdlayers dilates the kernel itself, so compare against float32 Keras."""
+  dil = case.kwargs.get("dilations", 1)
+  dil = (dil,) if isinstance(dil, int) else tuple(dil)
+  return (case.kind == "conv_transpose" and case.dtype == tf.float64
+          and max(dil) > 1)
+
+
 def _keras_layer(case):
   kw, dt = case.kwargs, case.dtype.name
+  if keras_needs_float32(case):
+    dt = "float32"
   if case.kind == "affine":
     return keras.layers.Dense(kw["out_units"], activation=kw["activation"],
                               use_bias=kw["use_bias"], dtype=dt)
