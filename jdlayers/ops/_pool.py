@@ -41,6 +41,10 @@ def pool(x: tf.Tensor, *, rank: int, pool_size: Sequence[int],
   core = rank + 2
   x = _shapes.check_input(x, x.dtype, layer, core,
                           _conv._core_desc(rank, data_format))
+  if rank == 3 and x.dtype != tf.float32 and not tf.config.list_logical_devices(
+      "GPU"):
+    raise TypeError(f"{layer}: TensorFlow has no {x.dtype.name} 3-D pooling "
+                    "kernel on CPU; cast the input to float32.")
   if data_format == "channels_first":
     x = _conv._to_channels_last(x, rank)
   _conv._check_spatial(x, pool_size, [1] * rank, padding, rank, layer)
