@@ -148,18 +148,14 @@ def _apply_sampled(x: tf.Tensor, kernel: tf.Tensor, rank: int, out_axis: int,
   xs = tf.reshape(tf.broadcast_to(x, list(bs) + x_core), [p] + x_core)
   ks = tf.reshape(tf.broadcast_to(kernel, list(bs) + k_core), [p] + k_core)
   if _per_sample_impl(impl, rank, out_axis == -2, x.dtype) == "grouped":
-    y = _grouped(xs, ks, rank, out_axis, single)
+    y = _grouped(xs, ks, rank, single)
   else:
     y = tf.stack([single(xs[i], ks[i]) for i in range(p)], axis=0)
   return tf.reshape(y, list(bs) + _shapes.static_or_dynamic_shape(y)[1:])
 
 
-def _grouped(xs: tf.Tensor, ks: tf.Tensor, rank: int, out_axis: int,
-             single) -> tf.Tensor:
+def _grouped(xs: tf.Tensor, ks: tf.Tensor, rank: int, single) -> tf.Tensor:
   """Per-sample convolution as one grouped convolution (samples in channels)."""
-  if out_axis != -1:
-    raise ValueError("impl='grouped' supports convolution only, not "
-                     "transposed convolution; use impl='unrolled'.")
   p = xs.shape[0]
   x_shape = _shapes.static_or_dynamic_shape(xs)
   c = x_shape[-1]

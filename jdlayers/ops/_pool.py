@@ -35,9 +35,6 @@ def pool(x: tf.Tensor, *, rank: int, pool_size: Sequence[int],
   ```
   """
   x = tf.convert_to_tensor(x)
-  if not x.dtype.is_floating:
-    raise TypeError(f"{layer} got an input of dtype {x.dtype.name}; expected "
-                    "a floating input.")
   core = rank + 2
   x = _shapes.check_input(x, x.dtype, layer, core,
                           _conv._core_desc(rank, data_format))
