@@ -39,6 +39,9 @@ import tensorflow as tf  # noqa: E402
 
 import jdlayers as jdl  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
 FIGURE = "prior_predictive.png"
 
 
@@ -77,14 +80,7 @@ def synthetic_images(n: int, seed: int) -> np.ndarray:
 
 def free_path(out_dir: pathlib.Path, overwrite: bool) -> pathlib.Path:
   """`out_dir/prior_predictive.png`, or a numbered name if that exists."""
-  path = out_dir / FIGURE
-  if overwrite or not path.exists():
-    return path
-  stem, suffix = path.stem, path.suffix
-  k = 1
-  while (out_dir / f"{stem}-{k}{suffix}").exists():
-    k += 1
-  return out_dir / f"{stem}-{k}{suffix}"
+  return _common.free_path(out_dir, FIGURE, overwrite)
 
 
 def describe(name: str, net, fs, x) -> None:

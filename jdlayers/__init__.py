@@ -4,7 +4,7 @@ A layer is a `tfd.JointDistributionCoroutine` over its kernel and bias; a
 sample of it is a callable layer. See DESIGN.md and the README.
 """
 
-from jdlayers import ops, priors
+from jdlayers import diagnostics, models, ops, priors
 from jdlayers.compose import (Parallel, ParallelLayer, Residual, ResidualLayer,
                               Sequential, SequentialLayer)
 from jdlayers.layers import (Affine, AffineLayer, AvgPool1D, AvgPool2D,
@@ -16,6 +16,7 @@ from jdlayers.layers import (Affine, AffineLayer, AvgPool1D, AvgPool2D,
                              MaxPool2D, MaxPool3D, Pool, PoolLayer,
                              SampledLayer, StaticLayer)
 from jdlayers._state import event_space_bijectors
+from jdlayers.inference import mcmc
 
 __version__ = "0.1.0"
 
@@ -27,5 +28,6 @@ __all__ = [
     "LambdaLayer", "LayerDistribution", "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "Parallel", "ParallelLayer", "Pool", "PoolLayer", "Residual",
     "ResidualLayer", "SampledLayer", "Sequential", "SequentialLayer",
-    "StaticLayer", "__version__", "event_space_bijectors", "ops", "priors",
+    "StaticLayer", "__version__", "diagnostics", "event_space_bijectors", "mcmc",
+    "models", "ops", "priors",
 ]

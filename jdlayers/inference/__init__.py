@@ -1,0 +1,5 @@
+"""Inference over jdlayers models: `mcmc` (HMC/NUTS)."""
+
+from jdlayers.inference import mcmc
+
+__all__ = ["mcmc"]

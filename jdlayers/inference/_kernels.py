@@ -1,0 +1,184 @@
+"""Pure MCMC building blocks: the transition kernel and the per-step trace.
+
+`make_kernel` assembles a `tfp.mcmc` kernel for a target over flat state parts:
+HMC or NUTS, with dual-averaging step size adaptation and (by default)
+Stan-style windowed diagonal mass-matrix adaptation, inside a
+`TransformedTransitionKernel` when any part is constrained. `trace` reads the
+per-step statistics from that kernel's results as a flat `Trace`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.experimental.mcmc import (
+    preconditioning_utils)
+
+from jdlayers.inference import _windowed
+
+tfb = tfp.bijectors
+
+KERNELS = ("nuts", "hmc")
+ADAPTATIONS = ("auto", "windowed", "step_size", "none")
+# Windowed adaptation needs room for its five windows (Stan's minimum is 150).
+MIN_WINDOWED_STEPS = 100
+# Stan's definition: a transition whose energy error exceeds this diverged.
+DIVERGENCE_ENERGY = 1000.
+
+
+class Trace(NamedTuple):
+  """Per-step statistics, each `[steps, chains]` (`step_size`: `[steps]`)."""
+  target_log_prob: tf.Tensor
+  log_accept_ratio: tf.Tensor
+  is_accepted: tf.Tensor
+  has_divergence: tf.Tensor
+  num_leapfrog_steps: tf.Tensor
+  step_size: tf.Tensor
+
+
+def resolve_adaptation(adaptation: str, num_adaptation_steps: int) -> str:
+  """Maps "auto" to "windowed" when warm-up is long enough, else "step_size"."""
+  if adaptation != "auto":
+    return adaptation if num_adaptation_steps > 0 else "none"
+  if num_adaptation_steps >= MIN_WINDOWED_STEPS:
+    return "windowed"
+  return "step_size" if num_adaptation_steps > 0 else "none"
+
+
+def default_step_size(init_state: Sequence[tf.Tensor], num_chains: int):
+  """`0.5 * d ** -0.25` for `d` parameters per chain (TFP's windowed rule)."""
+  d = sum(int(p.shape.num_elements()) for p in init_state) // num_chains
+  return 0.5 * max(d, 1) ** -0.25
+
+
+def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
+                init_state: Sequence[tf.Tensor], *, kernel: str = "nuts",
+                num_adaptation_steps: int = 1000, step_size=None,
+                num_leapfrog_steps: int = 20, max_tree_depth: int = 10,
+                target_accept_prob: Optional[float] = None,
+                adaptation: str = "auto"):
+  """Builds the transition kernel `jdlayers.mcmc.sample` uses.
+
+  Args:
+    target_log_prob_fn: `(*parts) -> [C]` unnormalized log density, e.g.
+      `posterior.log_prob`.
+    bijectors: One bijector per part, unconstrained -> support.
+    init_state: Initial parts `[C, ...]` (in the constrained space); they fix
+      the shapes of the mass matrix.
+    kernel: "nuts" or "hmc".
+    num_adaptation_steps: Warm-up steps during which step size (and mass
+      matrix) adapt.
+    step_size: Initial step size; default `0.5 * d ** -0.25`.
+    num_leapfrog_steps: Leapfrog steps per HMC proposal.
+    max_tree_depth: Maximum NUTS tree depth.
+    target_accept_prob: Dual-averaging target (default 0.8 NUTS, 0.75 HMC).
+    adaptation: "windowed" (step size + diagonal mass matrix, Stan's windows),
+      "step_size" (dual averaging only), "none", or "auto" (windowed when
+      `num_adaptation_steps >= 100`).
+
+  Returns:
+    A `tfp.mcmc.TransitionKernel` over the (constrained) parts.
+
+  Raises:
+    ValueError: For an unknown kernel or adaptation.
+  """
+  if kernel not in KERNELS:
+    raise ValueError(f"make_kernel: `kernel` must be one of {KERNELS}; got "
+                     f"{kernel!r}.")
+  if adaptation not in ADAPTATIONS:
+    raise ValueError(f"make_kernel: `adaptation` must be one of {ADAPTATIONS};"
+                     f" got {adaptation!r}.")
+  adaptation = resolve_adaptation(adaptation, num_adaptation_steps)
+  init_state = list(init_state)
+  num_chains = int(init_state[0].shape[0])
+  dtype = init_state[0].dtype
+  if step_size is None:
+    step_size = default_step_size(init_state, num_chains)
+  step_size = tf.constant(step_size, dtype)
+  if target_accept_prob is None:
+    target_accept_prob = 0.8 if kernel == "nuts" else 0.75
+  transformed = not all(isinstance(b, tfb.Identity) for b in bijectors)
+  proposal = dict(target_log_prob_fn=target_log_prob_fn, step_size=step_size)
+  if kernel == "hmc":
+    proposal["num_leapfrog_steps"] = int(num_leapfrog_steps)
+  else:
+    proposal["max_tree_depth"] = int(max_tree_depth)
+
+  if adaptation == "windowed":
+    proposal["momentum_distribution"] = (
+        preconditioning_utils.make_momentum_distribution(
+            # Shapes only: unconstrained parts have the constrained shapes.
+            init_state, batch_shape=[num_chains],
+            running_variance_parts=[tf.ones_like(p) for p in init_state]))
+    running = [tfp.experimental.stats.RunningVariance.from_stats(
+        num_samples=tf.zeros([], p.dtype), mean=tf.zeros_like(p),
+        variance=tf.ones_like(p)) for p in init_state]
+    inner = _windowed.make_windowed_adapt_kernel(
+        kind=kernel, proposal_kernel_kwargs=proposal,
+        dual_averaging_kwargs=dict(
+            num_adaptation_steps=int(num_adaptation_steps),
+            target_accept_prob=tf.constant(target_accept_prob, dtype)),
+        initial_running_variance=running, chain_axis_names=None,
+        shard_axis_names=None)
+  else:
+    if kernel == "hmc":
+      # Stores the step size in the results, where `trace` reads it.
+      inner = tfp.mcmc.HamiltonianMonteCarlo(
+          **proposal, store_parameters_in_results=True)
+    else:
+      inner = tfp.mcmc.NoUTurnSampler(**proposal)
+    if adaptation == "step_size":
+      inner = tfp.mcmc.DualAveragingStepSizeAdaptation(
+          inner, num_adaptation_steps=int(num_adaptation_steps),
+          target_accept_prob=tf.constant(target_accept_prob, dtype))
+  if not transformed:
+    return inner
+  # TTK swaps the innermost target for the unconstrained one (with the
+  # log-det-Jacobian), so the adapted mass matrix lives in unconstrained space.
+  return tfp.mcmc.TransformedTransitionKernel(inner, list(bijectors))
+
+
+def _find(results, attr: str):
+  while results is not None:
+    if hasattr(results, attr):
+      return getattr(results, attr)
+    results = getattr(results, "inner_results", None)
+  return None
+
+
+def trace(kernel_results, num_leapfrog_steps: int = 0) -> Trace:
+  """Per-step statistics from any kernel `make_kernel` builds.
+
+  Args:
+    kernel_results: The kernel's results after a step.
+    num_leapfrog_steps: HMC's fixed leapfrog count (NUTS reports its own).
+
+  Returns:
+    A `Trace` of `[C]` tensors (`step_size` scalar).
+  """
+  lar = _find(kernel_results, "log_accept_ratio")
+  accepted = _find(kernel_results, "is_accepted")
+  tlp = _find(kernel_results, "target_log_prob")
+  if tlp is None:
+    tlp = _find(_find(kernel_results, "accepted_results"), "target_log_prob")
+  step = _find(kernel_results, "new_step_size")
+  if step is None:
+    step = _find(kernel_results, "step_size")
+  if step is None:
+    step = _find(_find(kernel_results, "accepted_results"), "step_size")
+  if isinstance(step, (list, tuple)):
+    step = step[0]
+  step = tf.reshape(tf.convert_to_tensor(step), [-1])[0]
+  div = _find(kernel_results, "has_divergence")
+  if div is None:  # HMC: Stan's energy-error rule.
+    div = ~(lar > -DIVERGENCE_ENERGY)
+  leap = _find(kernel_results, "leapfrogs_taken")
+  if leap is None:
+    leap = tf.fill(tf.shape(lar), tf.constant(num_leapfrog_steps, tf.int32))
+  return Trace(target_log_prob=tlp, log_accept_ratio=lar,
+               is_accepted=accepted, has_divergence=div,
+               num_leapfrog_steps=tf.cast(leap, tf.int32),
+               step_size=tf.cast(step, lar.dtype))
+

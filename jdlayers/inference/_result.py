@@ -1,0 +1,232 @@
+"""`MCMCResult`: posterior draws as callable networks, prediction, diagnostics.
+
+Every array has leading dims `[draws, chains]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from jdlayers import diagnostics
+from jdlayers.inference import _kernels
+from jdlayers.inference._predictive import Predictive, predict
+
+
+@dataclasses.dataclass
+class Diagnostics:
+  """Convergence diagnostics: one row per state part plus run statistics.
+
+  Attributes:
+    rows: Per part: `name`, `size`, `rhat` (max over elements, rank-normalized
+      split R-hat), `ess_bulk` and `ess_tail` (min over elements), `mean` and
+      `sd` (of the first element, for a glance).
+    stats: `num_chains`, `num_draws`, `acceptance_rate`, `divergences`,
+      `step_size`, `mean_leapfrogs`, `mean_tree_depth` (NUTS), `seconds`.
+  """
+  rows: List[dict]
+  stats: dict
+
+  @property
+  def max_rhat(self) -> float:
+    return float(np.nanmax([r["rhat"] for r in self.rows]))
+
+  @property
+  def min_ess_bulk(self) -> float:
+    return float(np.nanmin([r["ess_bulk"] for r in self.rows]))
+
+  def __str__(self) -> str:
+    s = self.stats
+    head = ", ".join(f"{k}={_fmt(v)}" for k, v in s.items())
+    return diagnostics.format_table(self.rows) + "\n" + head
+
+  __repr__ = __str__
+
+
+def _fmt(v):
+  return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+class MCMCResult:
+  """Result of `jdlayers.mcmc.sample`.
+
+  Attributes:
+    posterior: The `Posterior` sampled.
+    states: Flat parts, each `[draws, chains, ...]` (numpy).
+    trace: `Trace` of the kept draws, `[draws, chains]`.
+    warmup_trace: `Trace` of the warm-up steps.
+    kernel: "nuts" or "hmc"; `adaptation` the adaptation used.
+    seed: The stateless seed pair the run used.
+    seconds: Wall time of the sampling loop (compilation included).
+    complete: False when the run stopped before `num_results` draws.
+    final_state, final_kernel_results: Where the chains stopped.
+  """
+
+  def __init__(self, posterior, states, trace, warmup_trace, *, kernel,
+               adaptation, seed, seconds, num_results, final_state=None,
+               final_kernel_results=None):
+    self.posterior = posterior
+    self.states: List[np.ndarray] = list(states)
+    self.trace, self.warmup_trace = trace, warmup_trace
+    self.kernel, self.adaptation = kernel, adaptation
+    self.seed = np.asarray(seed)
+    self.seconds = float(seconds)
+    self.num_results = int(num_results)
+    self.final_state = final_state
+    self.final_kernel_results = final_kernel_results
+
+  @classmethod
+  def from_sampler(cls, sampler) -> "MCMCResult":
+    full = sampler.full_trace()
+    b = sampler.num_burnin_steps
+    warm = _kernels.Trace(*[f[:b] for f in full])
+    post = _kernels.Trace(*[f[b:] for f in full])
+    return cls(sampler.posterior, sampler.draws(), post, warm,
+               kernel=sampler.kernel_name, adaptation=sampler.adaptation,
+               seed=sampler.seed.numpy(), seconds=sampler.wall_time,
+               num_results=sampler.num_results,
+               final_state=sampler.state,
+               final_kernel_results=sampler.kernel_results)
+
+  # -- shapes and structure -----------------------------------------------
+  @property
+  def num_draws(self) -> int:
+    return int(self.states[0].shape[0])
+
+  @property
+  def num_chains(self) -> int:
+    return int(self.states[0].shape[1])
+
+  @property
+  def complete(self) -> bool:
+    return self.num_draws == self.num_results
+
+  @property
+  def part_names(self) -> List[str]:
+    return list(self.posterior.part_names)
+
+  @property
+  def networks(self):
+    """The posterior networks: callable, sample dims `[draws, chains]`."""
+    return self.posterior.unpack([tf.constant(s) for s in self.states])[0]
+
+  @property
+  def latents(self) -> Dict[str, np.ndarray]:
+    """Likelihood latents (e.g. a learnt noise `scale`), `[draws, chains]`."""
+    k = len(self.states) - len(self.posterior.model.likelihood.latents)
+    names = self.part_names[k:]
+    return dict(zip(names, self.states[k:]))
+
+  def __getitem__(self, name: str) -> np.ndarray:
+    """The draws of the part called `name`, e.g. `result["0/weights"]`."""
+    try:
+      return self.states[self.part_names.index(name)]
+    except ValueError:
+      raise KeyError(f"No part {name!r}; parts: {self.part_names}.") from None
+
+  # -- run statistics -----------------------------------------------------
+  @property
+  def acceptance_rate(self) -> float:
+    """Mean Metropolis acceptance probability over the kept draws."""
+    return float(np.exp(np.minimum(self.trace.log_accept_ratio, 0.)).mean())
+
+  @property
+  def num_divergences(self) -> int:
+    return int(np.sum(self.trace.has_divergence))
+
+  @property
+  def step_size(self) -> float:
+    return float(self.trace.step_size[-1]) if len(self.trace.step_size) else (
+        float("nan"))
+
+  # -- prediction ---------------------------------------------------------
+  def predict(self, x, seed=None, max_draws: Optional[int] = None,
+              batch_size: int = 256) -> Predictive:
+    """Posterior predictive at inputs `x`.
+
+    Args:
+      x: `[M, *features]` inputs.
+      seed: Stateless seed for the observation draws.
+      max_draws: Use at most this many draws per chain (the last ones).
+      batch_size: Networks applied at once (bounds memory).
+
+    Returns:
+      A `Predictive` with `[draws, chains, M, ...]` samples and summaries.
+    """
+    states = self.states
+    if max_draws is not None and max_draws < self.num_draws:
+      states = [s[-max_draws:] for s in states]
+    return predict(self.posterior, states, x, seed=seed, batch_size=batch_size)
+
+  # -- diagnostics --------------------------------------------------------
+  def diagnostics(self) -> Diagnostics:
+    """Split R-hat, bulk/tail ESS per part and the run statistics."""
+    rows = []
+    for name, s in zip(self.part_names, self.states):
+      rhat = diagnostics.split_rhat(s)
+      rows.append(dict(
+          name=name, size=int(np.prod(s.shape[2:], dtype=int)),
+          rhat=float(np.nanmax(rhat)) if np.size(rhat) else float("nan"),
+          ess_bulk=float(np.nanmin(diagnostics.bulk_ess(s))),
+          ess_tail=float(np.nanmin(diagnostics.tail_ess(s))),
+          mean=float(s.reshape(s.shape[:2] + (-1,))[..., 0].mean()),
+          sd=float(s.reshape(s.shape[:2] + (-1,))[..., 0].std())))
+    stats = dict(num_chains=self.num_chains, num_draws=self.num_draws,
+                 kernel=self.kernel, adaptation=self.adaptation,
+                 acceptance_rate=self.acceptance_rate,
+                 divergences=self.num_divergences, step_size=self.step_size,
+                 mean_leapfrogs=float(self.trace.num_leapfrog_steps.mean()),
+                 seconds=self.seconds)
+    if self.kernel == "nuts":
+      stats["mean_tree_depth"] = float(
+          np.log2(self.trace.num_leapfrog_steps + 1.).mean())
+    return Diagnostics(rows, stats)
+
+  def to_arviz(self, x=None, y=None):
+    """Exports to an ArviZ `InferenceData` (needs the `arviz` extra).
+
+    Args:
+      x, y: Optional data; with both, the pointwise log-likelihood is added
+        (for `arviz.loo` / `arviz.waic`) and `y` as observed data.
+
+    Returns:
+      `arviz.InferenceData` with groups posterior and sample_stats (ArviZ's
+      layout: `[chain, draw, ...]`).
+
+    Raises:
+      ImportError: If arviz is not installed.
+    """
+    try:
+      import arviz  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ImportError("to_arviz needs arviz: pip install 'jdlayers[arviz]'."
+                        ) from e
+    swap = lambda a: np.swapaxes(np.asarray(a), 0, 1)
+    posterior = {n: swap(s) for n, s in zip(self.part_names, self.states)}
+    stats = dict(lp=swap(self.trace.target_log_prob),
+                 acceptance_rate=swap(np.exp(np.minimum(
+                     self.trace.log_accept_ratio, 0.))),
+                 diverging=swap(self.trace.has_divergence),
+                 n_steps=swap(self.trace.num_leapfrog_steps),
+                 step_size=swap(np.broadcast_to(
+                     self.trace.step_size[:, None],
+                     self.trace.log_accept_ratio.shape)))
+    kwargs = dict(posterior=posterior, sample_stats=stats)
+    if x is not None and y is not None:
+      post = self.posterior.model.posterior(x, y)
+      ll = post.log_likelihood(*[tf.constant(s) for s in self.states],
+                               pointwise=True)
+      kwargs["log_likelihood"] = {"y": swap(ll.numpy())}
+      kwargs["observed_data"] = {"y": np.asarray(post.y)}
+    return arviz.from_dict(**kwargs)
+
+  def __repr__(self) -> str:
+    status = "" if self.complete else f" (incomplete: {self.num_draws}/" \
+        f"{self.num_results})"
+    return (f"<MCMCResult {self.kernel}: {self.num_draws} draws x "
+            f"{self.num_chains} chains, {len(self.states)} parts, accept "
+            f"{self.acceptance_rate:.2f}, divergences {self.num_divergences}"
+            f"{status}>")

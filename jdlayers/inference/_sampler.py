@@ -1,0 +1,231 @@
+"""`Sampler`: runs MCMC chains in compiled chunks, with progress.
+
+All chains advance together (the layers carry the chain dim), inside one
+`tf.while_loop` compiled with XLA by default. The loop runs in chunks of
+`chunk_size` steps so that progress can be shown and partial results read
+between chunks; one compiled function serves every chunk (the chunk length is
+a runtime argument). The seed of step `t` is `fold_in(seed, t)`, so the draws
+do not depend on how the run is chunked.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, List, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from jdlayers.inference import _kernels
+from jdlayers.layers._base import stateless_seed
+
+
+class Sampler:
+  """Stateful MCMC run over a `Posterior`: warm-up, then draws.
+
+  Most users call `jdlayers.mcmc.sample`, which builds a `Sampler` and runs
+  it to the end. Use the class directly to run a budget of steps at a time
+  (`run(num_steps)`) and look at `result()` in between.
+
+  Args:
+    posterior: A `jdlayers.models.Posterior`.
+    num_chains: Chains `C` run in parallel (>= 1).
+    num_results: Draws kept per chain after warm-up (>= 1).
+    num_burnin_steps: Warm-up steps (adaptation), discarded.
+    kernel: "nuts" or "hmc".
+    init: "shrunk", "prior", or a list of initial parts `[C, ...]`.
+    init_scale: Shrink factor of the "shrunk" init.
+    seed: Stateless seed (int or pair); the same seed gives the same draws.
+    jit_compile: Compile the sampling loop with XLA.
+    chunk_size: Steps per compiled call (default: about 1/10 of the run).
+    **kernel_kwargs: Passed to `make_kernel` (step_size, num_leapfrog_steps,
+      max_tree_depth, target_accept_prob, adaptation).
+  """
+
+  def __init__(self, posterior, *, num_chains: int, num_results: int,
+               num_burnin_steps: int, kernel: str = "nuts",
+               init: Union[str, Sequence] = "shrunk", init_scale: float = 0.1,
+               seed=None, jit_compile: bool = True,
+               chunk_size: Optional[int] = None, **kernel_kwargs):
+    _check_counts(num_chains, num_results, num_burnin_steps, chunk_size)
+    self.posterior = posterior
+    self.num_chains, self.num_results = num_chains, num_results
+    self.num_burnin_steps = num_burnin_steps
+    self.kernel_name = kernel
+    if seed is None:
+      seed = int(np.random.SeedSequence().generate_state(1)[0] % 2 ** 31)
+    self.seed = tf.convert_to_tensor(stateless_seed(seed), tf.int32)
+    init_seed, self._run_seed = tfp.random.split_seed(self.seed)
+    if isinstance(init, str):
+      state = posterior.init(num_chains, seed=init_seed, method=init,
+                             scale=init_scale)
+    else:
+      state = _check_init(posterior, init, num_chains)
+    self.kernel_kwargs = dict(kernel_kwargs)
+    self.adaptation = _kernels.resolve_adaptation(
+        kernel_kwargs.get("adaptation", "auto"), num_burnin_steps)
+    self._kernel = _kernels.make_kernel(
+        posterior.log_prob, posterior.bijectors, state, kernel=kernel,
+        num_adaptation_steps=num_burnin_steps, **kernel_kwargs)
+    self._leapfrogs = int(kernel_kwargs.get("num_leapfrog_steps", 20))
+    self.state: List[tf.Tensor] = list(state)
+    self.kernel_results = self._kernel.bootstrap_results(self.state)
+    self.step = 0
+    total = num_burnin_steps + num_results
+    self.chunk_size = int(chunk_size or max(1, -(-total // 10)))
+    self._draws: List[List[np.ndarray]] = []
+    self._traces: List[_kernels.Trace] = []
+    self.wall_time = 0.0
+    self._run_chunk = tf.function(self._chunk, jit_compile=jit_compile,
+                                  autograph=False)
+    self.jit_compile = jit_compile
+
+  @property
+  def total_steps(self) -> int:
+    return self.num_burnin_steps + self.num_results
+
+  @property
+  def done(self) -> bool:
+    return self.step >= self.total_steps
+
+  # -- the compiled loop --------------------------------------------------
+  def _chunk(self, state, kernel_results, step0, n):
+    size = self.chunk_size
+    state_tas = [tf.TensorArray(p.dtype, size=size, element_shape=p.shape)
+                 for p in state]
+    tr0 = _kernels.trace(kernel_results, self._leapfrogs)
+    trace_tas = [tf.TensorArray(t.dtype, size=size, element_shape=t.shape)
+                 for t in tr0]
+
+    def body(i, state, kr, state_tas, trace_tas):
+      seed = tf.random.experimental.stateless_fold_in(self._run_seed,
+                                                      step0 + i)
+      state, kr = self._kernel.one_step(state, kr, seed=seed)
+      state = list(state)
+      tr = _kernels.trace(kr, self._leapfrogs)
+      state_tas = [ta.write(i, p) for ta, p in zip(state_tas, state)]
+      trace_tas = [ta.write(i, t) for ta, t in zip(trace_tas, tr)]
+      return i + 1, state, kr, state_tas, trace_tas
+
+    _, state, kr, state_tas, trace_tas = tf.while_loop(
+        lambda i, *_: i < n, body,
+        (tf.constant(0), list(state), kernel_results, state_tas, trace_tas))
+    return (state, kr, [ta.stack() for ta in state_tas],
+            _kernels.Trace(*[ta.stack() for ta in trace_tas]))
+
+  def run(self, num_steps: Optional[int] = None,
+          progress: Union[bool, Callable] = True,
+          callback: Optional[Callable] = None) -> "Sampler":
+    """Advances the chains by `num_steps` (default: to the end).
+
+    Args:
+      num_steps: Steps to run now; stops early at the end of the run.
+      progress: Print a progress line per chunk to stderr (True), stay quiet
+        (False), or call `progress(info: dict)` per chunk.
+      callback: Called as `callback(result)` with the `MCMCResult` so far
+        after each chunk that added draws.
+
+    Returns:
+      `self`, for chaining: `sampler.run().result()`.
+    """
+    end = self.total_steps if num_steps is None else min(
+        self.total_steps, self.step + int(num_steps))
+    while self.step < end:
+      n = min(self.chunk_size, end - self.step)
+      t0 = time.perf_counter()
+      state, kr, draws, tr = self._run_chunk(
+          self.state, self.kernel_results, tf.constant(self.step, tf.int32),
+          tf.constant(n, tf.int32))
+      draws = [d.numpy()[:n] for d in draws]
+      tr = _kernels.Trace(*[t.numpy()[:n] for t in tr])
+      self.wall_time += time.perf_counter() - t0
+      self.state, self.kernel_results = list(state), kr
+      self._store(draws, tr)
+      self.step += n
+      info = self.progress_info(tr)
+      if callable(progress):
+        progress(info)
+      elif progress:
+        _print_progress(info)
+      if callback is not None and self.step > self.num_burnin_steps:
+        callback(self.result())
+    return self
+
+  def _store(self, draws, tr):
+    # Keep only post-warm-up states; keep the trace of every step.
+    skip = max(0, self.num_burnin_steps - self.step)
+    if skip < len(tr.step_size):
+      self._draws.append([d[skip:] for d in draws])
+    self._traces.append(tr)
+
+  def progress_info(self, tr: _kernels.Trace) -> dict:
+    """Summary of the last chunk: phase, steps done, acceptance, step size."""
+    accept = np.exp(np.minimum(tr.log_accept_ratio, 0.)).mean()
+    full = self.full_trace()
+    post = full.has_divergence[self.num_burnin_steps:]
+    return dict(
+        phase="warm-up" if self.step <= self.num_burnin_steps else "sampling",
+        step=self.step, total=self.total_steps,
+        draws=max(0, self.step - self.num_burnin_steps),
+        accept=float(accept), step_size=float(tr.step_size[-1]),
+        divergences=int(post.sum()),
+        leapfrogs=float(tr.num_leapfrog_steps.mean()),
+        seconds=self.wall_time, kernel=self.kernel_name)
+
+  def full_trace(self) -> _kernels.Trace:
+    """Trace of every step so far (warm-up included), `[steps, C]`."""
+    if not self._traces:
+      return _kernels.Trace(*[np.zeros([0]) for _ in _kernels.Trace._fields])
+    return _kernels.Trace(*[np.concatenate(f) for f in zip(*self._traces)])
+
+  def draws(self) -> List[np.ndarray]:
+    """Post-warm-up states so far, each `[draws, C, ...]`."""
+    if not self._draws:
+      return [np.zeros((0,) + tuple(p.shape), p.dtype.as_numpy_dtype)
+              for p in self.state]
+    return [np.concatenate(parts) for parts in zip(*self._draws)]
+
+  def result(self):
+    """The `MCMCResult` holding every draw so far."""
+    from jdlayers.inference._result import MCMCResult  # pylint: disable=g-import-not-at-top
+    return MCMCResult.from_sampler(self)
+
+
+def _print_progress(info: dict) -> None:
+  line = (f"[{info['kernel']}] {info['phase']:8s} {info['step']:6d}/"
+          f"{info['total']} | {info['seconds']:7.1f} s | accept "
+          f"{info['accept']:.2f} | step {info['step_size']:.3g} | leapfrogs "
+          f"{info['leapfrogs']:.1f} | divergences {info['divergences']}")
+  print(line, file=sys.stderr, flush=True)
+
+
+def _check_counts(num_chains, num_results, num_burnin_steps, chunk_size):
+  for name, v, low in (("num_chains", num_chains, 1),
+                       ("num_results", num_results, 1),
+                       ("num_burnin_steps", num_burnin_steps, 0)):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+      raise ValueError(f"mcmc: `{name}` must be an int >= {low}; got {v!r}.")
+  if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer))
+                                 or chunk_size < 1):
+    raise ValueError(f"mcmc: `chunk_size` must be an int >= 1; got "
+                     f"{chunk_size!r}.")
+
+
+def _check_init(posterior, init, num_chains: int) -> List[tf.Tensor]:
+  init = list(init)
+  names = posterior.part_names
+  if len(init) != len(names):
+    raise ValueError(f"mcmc: `init` must have {len(names)} parts ({names}); "
+                     f"got {len(init)}.")
+  ref = posterior.init(num_chains, seed=0)
+  out = []
+  for name, p, r in zip(names, init, ref):
+    p = tf.convert_to_tensor(p, r.dtype)
+    if p.shape != r.shape:
+      raise ValueError(f"mcmc: init part {name!r} has shape "
+                       f"{p.shape.as_list()}; expected {r.shape.as_list()} "
+                       f"([num_chains={num_chains}, ...]).")
+    out.append(p)
+  return out
