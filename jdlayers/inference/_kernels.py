@@ -16,6 +16,9 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.experimental.mcmc import (
     preconditioning_utils)
 
+from tensorflow_probability.python.mcmc import (
+    dual_averaging_step_size_adaptation as _dassa)
+
 from jdlayers.inference import _windowed
 
 tfb = tfp.bijectors
@@ -58,7 +61,7 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
                 num_adaptation_steps: int = 1000, step_size=None,
                 num_leapfrog_steps: int = 20, max_tree_depth: int = 10,
                 target_accept_prob: Optional[float] = None,
-                adaptation: str = "auto"):
+                adaptation: str = "auto", step_size_jitter: float = 0.1):
   """Builds the transition kernel `jdlayers.mcmc.sample` uses.
 
   Args:
@@ -77,6 +80,9 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
     adaptation: "windowed" (step size + diagonal mass matrix, Stan's windows),
       "step_size" (dual averaging only), "none", or "auto" (windowed when
       `num_adaptation_steps >= 100`).
+    step_size_jitter: HMC only: each step's step size is the adapted one
+      times `U(1 - jitter, 1 + jitter)`, which avoids resonant trajectories
+      (see `JitteredStepSize`); 0 turns it off.
 
   Returns:
     A `tfp.mcmc.TransitionKernel` over the (constrained) parts.
@@ -87,6 +93,9 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
   if kernel not in KERNELS:
     raise ValueError(f"make_kernel: `kernel` must be one of {KERNELS}; got "
                      f"{kernel!r}.")
+  if not 0. <= step_size_jitter < 1.:
+    raise ValueError(f"make_kernel: `step_size_jitter` must be in [0, 1); got "
+                     f"{step_size_jitter!r}.")
   if adaptation not in ADAPTATIONS:
     raise ValueError(f"make_kernel: `adaptation` must be one of {ADAPTATIONS};"
                      f" got {adaptation!r}.")
@@ -106,38 +115,86 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
   else:
     proposal["max_tree_depth"] = int(max_tree_depth)
 
-  if adaptation == "windowed":
+  windowed = adaptation == "windowed"
+  if windowed:
     proposal["momentum_distribution"] = (
         preconditioning_utils.make_momentum_distribution(
             # Shapes only: unconstrained parts have the constrained shapes.
             init_state, batch_shape=[num_chains],
             running_variance_parts=[tf.ones_like(p) for p in init_state]))
-    running = [tfp.experimental.stats.RunningVariance.from_stats(
-        num_samples=tf.zeros([], p.dtype), mean=tf.zeros_like(p),
-        variance=tf.ones_like(p)) for p in init_state]
-    inner = _windowed.make_windowed_adapt_kernel(
-        kind=kernel, proposal_kernel_kwargs=proposal,
-        dual_averaging_kwargs=dict(
-            num_adaptation_steps=int(num_adaptation_steps),
-            target_accept_prob=tf.constant(target_accept_prob, dtype)),
-        initial_running_variance=running, chain_axis_names=None,
-        shard_axis_names=None)
+    base = {"hmc": tfp.experimental.mcmc.PreconditionedHamiltonianMonteCarlo,
+            "nuts": tfp.experimental.mcmc.PreconditionedNoUTurnSampler}[kernel]
+    inner = base(**proposal)
+  elif kernel == "hmc":
+    # Stores the step size in the results, where `trace` reads it.
+    inner = tfp.mcmc.HamiltonianMonteCarlo(**proposal,
+                                           store_parameters_in_results=True)
   else:
-    if kernel == "hmc":
-      # Stores the step size in the results, where `trace` reads it.
-      inner = tfp.mcmc.HamiltonianMonteCarlo(
-          **proposal, store_parameters_in_results=True)
-    else:
-      inner = tfp.mcmc.NoUTurnSampler(**proposal)
-    if adaptation == "step_size":
-      inner = tfp.mcmc.DualAveragingStepSizeAdaptation(
-          inner, num_adaptation_steps=int(num_adaptation_steps),
-          target_accept_prob=tf.constant(target_accept_prob, dtype))
+    inner = tfp.mcmc.NoUTurnSampler(**proposal)
+  if kernel == "hmc" and step_size_jitter:
+    inner = JitteredStepSize(inner, float(step_size_jitter))
+  if adaptation != "none":
+    inner = tfp.mcmc.DualAveragingStepSizeAdaptation(
+        inner, num_adaptation_steps=int(num_adaptation_steps),
+        target_accept_prob=tf.constant(target_accept_prob, dtype))
+  if windowed:
+    inner = _windowed.windowed(inner, int(num_adaptation_steps), init_state)
   if not transformed:
     return inner
   # TTK swaps the innermost target for the unconstrained one (with the
   # log-det-Jacobian), so the adapted mass matrix lives in unconstrained space.
   return tfp.mcmc.TransformedTransitionKernel(inner, list(bijectors))
+
+
+class JitteredStepSizeResults(NamedTuple):
+  inner_results: object
+
+
+class JitteredStepSize(tfp.mcmc.TransitionKernel):
+  """Scales HMC's step size by `U(1 - jitter, 1 + jitter)` on every step.
+
+  A fixed trajectory length can be resonant: on a Gaussian direction where
+  `num_leapfrog_steps * step_size` is half a period, HMC maps `x -> -x` and
+  never changes `|x|` (non-ergodic; we hit it in the Bayesian linear
+  regression test once the mass matrix was adapted). Drawing the step size
+  afresh each step, independently of the state, keeps detailed balance and
+  breaks the resonance (Neal 2011, section 5.4.2.2). Step size adaptation
+  sees the un-jittered value.
+  """
+
+  def __init__(self, inner_kernel, jitter: float, name=None):
+    self._parameters = dict(inner_kernel=inner_kernel, jitter=jitter,
+                            name=name)
+
+  @property
+  def parameters(self):
+    return self._parameters
+
+  @property
+  def inner_kernel(self):
+    return self._parameters["inner_kernel"]
+
+  @property
+  def is_calibrated(self):
+    return self.inner_kernel.is_calibrated
+
+  def one_step(self, current_state, previous_kernel_results, seed=None):
+    jitter_seed, step_seed = tfp.random.split_seed(seed)
+    prev = previous_kernel_results.inner_results
+    base = _dassa.hmc_like_step_size_getter_fn(prev)
+    j = self._parameters["jitter"]
+    dtype = tf.nest.flatten(base)[0].dtype
+    u = tf.random.stateless_uniform([], jitter_seed, 1. - j, 1. + j, dtype)
+    prev = _dassa.hmc_like_step_size_setter_fn(
+        prev, tf.nest.map_structure(lambda s: s * u, base))
+    state, results = self.inner_kernel.one_step(current_state, prev,
+                                                seed=step_seed)
+    results = _dassa.hmc_like_step_size_setter_fn(results, base)
+    return state, JitteredStepSizeResults(results)
+
+  def bootstrap_results(self, init_state):
+    return JitteredStepSizeResults(
+        self.inner_kernel.bootstrap_results(init_state))
 
 
 def _find(results, attr: str):

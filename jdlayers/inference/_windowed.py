@@ -12,6 +12,7 @@ TFP's, unchanged.
 from __future__ import annotations
 
 import tensorflow as tf
+import tensorflow_probability as tfp
 from tensorflow_probability.python.experimental.mcmc import windowed_sampling
 
 
@@ -75,8 +76,24 @@ class WindowedAdaptation(windowed_sampling.WindowedAdaptation):
         inner_results=new_inner, step=step + 1)
 
 
-def make_windowed_adapt_kernel(**kwargs):
-  """As TFP's `make_windowed_adapt_kernel`, with the lazy window updates."""
-  kernel = windowed_sampling.make_windowed_adapt_kernel(**kwargs)
-  return WindowedAdaptation(kernel.inner_kernel, kernel.num_adaptation_steps,
-                            name=kernel.name)
+def windowed(step_size_kernel, num_adaptation_steps: int, init_state):
+  """Wraps a step-size-adapting kernel in mass-matrix and window adaptation.
+
+  Args:
+    step_size_kernel: A `DualAveragingStepSizeAdaptation` around a
+      preconditioned HMC/NUTS kernel (possibly step-size jittered).
+    num_adaptation_steps: Warm-up length; windows as TFP/Stan.
+    init_state: Parts `[C, ...]`; one running variance per chain and element,
+      as `tfp.experimental.mcmc.windowed_adaptive_*`.
+
+  Returns:
+    `WindowedAdaptation(DiagonalMassMatrixAdaptation(step_size_kernel))`,
+    the stack TFP's windowed samplers build.
+  """
+  running = [tfp.experimental.stats.RunningVariance.from_stats(
+      num_samples=tf.zeros([], p.dtype), mean=tf.zeros_like(p),
+      variance=tf.ones_like(p)) for p in init_state]
+  dmma = tfp.experimental.mcmc.DiagonalMassMatrixAdaptation(
+      step_size_kernel, initial_running_variance=running,
+      num_estimation_steps=num_adaptation_steps)
+  return WindowedAdaptation(dmma, num_adaptation_steps)

@@ -32,7 +32,8 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
            step_size: Optional[float] = None, num_leapfrog_steps: int = 20,
            max_tree_depth: int = 10,
            target_accept_prob: Optional[float] = None,
-           adaptation: str = "auto", init: Union[str, Sequence] = "shrunk",
+           adaptation: str = "auto", step_size_jitter: float = 0.1,
+           init: Union[str, Sequence] = "shrunk",
            init_scale: float = 0.1, seed=None, jit_compile: bool = True,
            chunk_size: Optional[int] = None,
            progress: Union[bool, Callable] = True,
@@ -59,6 +60,9 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
     target_accept_prob: Acceptance target of step size adaptation (default
       0.8 for NUTS, 0.75 for HMC).
     adaptation: "auto", "windowed", "step_size" or "none".
+    step_size_jitter: HMC draws each step's step size from
+      `adapted * U(1 - jitter, 1 + jitter)`, which avoids resonant,
+      non-ergodic trajectories; 0 turns it off. NUTS ignores it.
     init: "shrunk" (prior draws scaled by `init_scale` in unconstrained
       space), "prior", or a list of parts `[C, ...]`.
     init_scale: Shrink factor for `init="shrunk"`.
@@ -99,7 +103,8 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
       init_scale=init_scale, seed=seed, jit_compile=jit_compile,
       chunk_size=chunk_size, step_size=step_size,
       num_leapfrog_steps=num_leapfrog_steps, max_tree_depth=max_tree_depth,
-      target_accept_prob=target_accept_prob, adaptation=adaptation)
+      target_accept_prob=target_accept_prob, adaptation=adaptation,
+      step_size_jitter=step_size_jitter)
   try:
     sampler.run(progress=progress, callback=callback)
   except KeyboardInterrupt:
