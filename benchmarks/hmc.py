@@ -638,12 +638,16 @@ def main(argv=None):
               tfp=tfp.__version__, machine=platform.machine(),
               cpus=os.cpu_count(), argv=sys.argv[1:],
               loadavg_at_start=os.getloadavg(),
+              **_source_info(),
               **{k: v for k, v in cfg.items() if k != "data"})
   print(f"MLP 1-{WIDTH}-{WIDTH}-1 ({NUM_PARAMS} params), {N_POINTS} points, "
         f"{cfg['chains']} chains, {cfg['warmup']} warm-up + {cfg['draws']} "
         f"draws (NUTS {cfg['nuts_steps']} + {cfg['nuts_steps']}, depth <= "
         f"{cfg['max_depth']}); load average {os.getloadavg()[0]:.1f}, "
         f"{os.cpu_count()} CPUs", flush=True)
+  print(f"jdlayers from {meta['jdlayers']} (git {meta.get('git_head', '?')[:8]}"
+        f"{', uncommitted changes' if meta.get('jdlayers_dirty') else ''})",
+        flush=True)
   os.makedirs(args.out, exist_ok=True)
   stamp = time.strftime("%Y%m%d-%H%M%S")
 
@@ -694,6 +698,20 @@ def main(argv=None):
   _write(path, dict(meta=meta, rows=rows))
   print(f"wrote {path}")
   return rows
+
+
+def _source_info():
+  """Which jdlayers was measured: its path, git HEAD, uncommitted changes."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(jdl.__file__)))
+  info = dict(jdlayers=os.path.dirname(os.path.abspath(jdl.__file__)))
+  try:
+    git = lambda *a: subprocess.run(["git", "-C", root, *a], check=True,
+                                    capture_output=True, text=True).stdout
+    info["git_head"] = git("rev-parse", "HEAD").strip()
+    info["jdlayers_dirty"] = bool(git("status", "--porcelain", "jdlayers"))
+  except (OSError, subprocess.CalledProcessError):
+    pass
+  return info
 
 
 def _write(path, obj):
