@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo demo-prior test test-slow sbc bench bench-hmc clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python examples/hmc_regression.py
+
+demo-prior: $(STAMP)
 	$(BIN)/python examples/prior_predictive.py
 
 test: $(STAMP)
@@ -21,8 +24,15 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
+# Simulation-based calibration of NUTS on a tiny BNN (a few minutes).
+sbc: $(STAMP)
+	$(BIN)/python -m pytest -m slow tests/inference/test_mcmc_sbc.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/layers.py
+
+bench-hmc: $(STAMP)
+	$(BIN)/python benchmarks/hmc.py
 
 clean:
 	rm -rf $(VENV) out benchmarks/results

@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -38,3 +40,31 @@ def test_prior_predictive_never_overwrites_without_flag(tmp_path):
   (tmp_path / "prior_predictive-1.png").write_bytes(b"user data")
   assert demo.free_path(tmp_path, False) == tmp_path / "prior_predictive-2.png"
   assert demo.free_path(tmp_path, True) == tmp_path / "prior_predictive.png"
+
+
+def _run_example(name, tmp_path, *args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+  proc = subprocess.run(
+      [sys.executable, str(EXAMPLES / f"{name}.py"), "--smoke", *args],
+      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+def test_hmc_regression_smoke_writes_png_and_metrics(tmp_path):
+  out = tmp_path / "figs"
+  stdout = _run_example("hmc_regression", tmp_path, "--out", str(out))
+  png = out / "hmc_regression.png"
+  assert png.read_bytes()[:8] == PNG_MAGIC
+  for needle in ("rhat", "ess_bulk", "test RMSE", "test NLL", f"wrote {png}"):
+    assert needle in stdout
+  # A rerun keeps the user's figure and writes a numbered one.
+  stdout = _run_example("hmc_regression", tmp_path, "--out", str(out))
+  assert f"wrote {out / 'hmc_regression-1.png'}" in stdout
+
+
+def test_hmc_diabetes_smoke_reports_baseline_and_bnn(tmp_path):
+  pytest.importorskip("sklearn")
+  stdout = _run_example("hmc_diabetes", tmp_path)
+  assert "linear regression (OLS predictive)" in stdout
+  assert "BNN, NUTS" in stdout and "test NLL" in stdout
