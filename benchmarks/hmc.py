@@ -7,6 +7,8 @@ of y = sin(3x) + 0.1 noise, x ~ U[-2, 2] (`np.random.default_rng(0)`).
 dual-averaging step size adaptation. Rows (select with `--only a,b`):
 
   jdl-hmc           `jdl.mcmc.Sampler`, kernel "hmc", adaptation "step_size"
+                    (with jdlayers' default step-size jitter U(0.9, 1.1))
+  jdl-hmc-nojitter  the same with `step_size_jitter=0` (only with `--only`)
   jdl-hmc-windowed  the same with adaptation "windowed" (+ diagonal mass)
   jdl-nuts          kernel "nuts", "windowed", max tree depth 10, run for
                     `--nuts-steps` warm-up + as many draws (default 200)
@@ -85,7 +87,8 @@ LEAPFROGS, TARGET_ACCEPT, INIT_SCALE, MAX_DEPTH = 20, 0.75, 0.1, 10
 SHAPES = [(WIDTH, 1), (WIDTH,), (WIDTH, WIDTH), (WIDTH,), (1, WIDTH), (1,)]
 NUM_PARAMS = sum(int(np.prod(s)) for s in SHAPES)
 ROWS = ("jdl-hmc", "jdl-hmc-windowed", "jdl-nuts", "hand-tfp", "anchor",
-        "numpyro-hmc", "numpyro-hmc-mass")
+        "numpyro-hmc", "numpyro-hmc-mass", "jdl-hmc-nojitter")
+OPTIONAL = ("numpyro-hmc", "numpyro-hmc-mass", "jdl-hmc-nojitter")
 
 
 # ---------------------------------------------------------------- data ----
@@ -133,7 +136,7 @@ def jdl_model():
   return jdl.models.Model(net, jdl.models.Normal(scale=SIGMA))
 
 
-def run_jdl(cfg, kernel, adaptation):
+def run_jdl(cfg, kernel, adaptation, **kwargs):
   x, y, probe = cfg["data"]
   warmup, draws = cfg["warmup"], cfg["draws"]
   if kernel == "nuts":
@@ -144,7 +147,7 @@ def run_jdl(cfg, kernel, adaptation):
       num_burnin_steps=warmup, kernel=kernel, adaptation=adaptation,
       seed=cfg["seed"], num_leapfrog_steps=LEAPFROGS,
       max_tree_depth=cfg["max_depth"],
-      target_accept_prob=TARGET_ACCEPT, step_size=init_step_size())
+      target_accept_prob=TARGET_ACCEPT, step_size=init_step_size(), **kwargs)
   sampler.run(1, progress=False)     # trace + XLA compile + one step
   first = sampler.wall_time
   sampler.run(progress=False)
@@ -256,13 +259,21 @@ def anchor_target(x, y, num_chains, seed=1):
   xa, ya = tf.constant(x[:, None, :]), tf.constant(y[:, None, :])
   # Its own `.sample(C)` as the state (prior draws), shrunk like the others.
   structure = net.sample(num_chains, seed=tf.constant([seed, 3], tf.int32))
+  flat = tf.nest.flatten(structure)
+  # Its activation layers (`Lambda`, also what a bare callable becomes) carry
+  # a zero-size `dummy_value` `[C, 0]`: no gradient, so `tfp.mcmc` raises.
+  # They stay constants; the state is the other parts.
+  keep = [i for i, p in enumerate(flat) if p.shape.num_elements()]
 
   def target(*parts):
-    f = tf.nest.pack_sequence_as(structure, list(parts))
+    full = list(flat)
+    for i, p in zip(keep, parts):
+      full[i] = p
+    f = tf.nest.pack_sequence_as(structure, full)
     ll = tf.reduce_sum(tfd.Normal(f(xa), SIGMA).log_prob(ya), axis=[0, 2])
     return net.log_prob(f) + ll
 
-  return target, [INIT_SCALE * p for p in tf.nest.flatten(structure)]
+  return target, [INIT_SCALE * flat[i] for i in keep]
 
 
 def run_anchor(cfg):
@@ -392,6 +403,8 @@ def run_numpyro(cfg, mass):
 
 RUNNERS = {
     "jdl-hmc": lambda cfg: run_jdl(cfg, "hmc", "step_size"),
+    "jdl-hmc-nojitter": lambda cfg: run_jdl(cfg, "hmc", "step_size",
+                                            step_size_jitter=0.),
     "jdl-hmc-windowed": lambda cfg: run_jdl(cfg, "hmc", "windowed"),
     "jdl-nuts": lambda cfg: run_jdl(cfg, "nuts", "windowed"),
     "hand-tfp": run_hand,
@@ -663,7 +676,7 @@ def main(argv=None):
     if bad:
       p.error(f"unknown rows {bad}; choose from {', '.join(ROWS)}")
   else:
-    names = [n for n in ROWS if not n.startswith("numpyro")]
+    names = [n for n in ROWS if n not in OPTIONAL]
     if args.numpyro:
       names += ["numpyro-hmc", "numpyro-hmc-mass"]
     if quick:
