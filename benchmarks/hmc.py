@@ -33,10 +33,11 @@ posterior-predictive function values at 5 fixed inputs
 (`np.linspace(-2, 2, 5)`), min over the inputs, per second of wall time;
 the wall time INCLUDES tracing and XLA compilation. Compile time and the
 steady-state ms per step are reported separately (jdl: `Sampler.run(1)`
-first; hand-tfp: a second call of the compiled run; numpyro: a fresh 1 + 1
-step run, which compiles again; anchor: a
-short compiled loop of kernel steps, its compile time estimated as wall -
-steps * ms_per_step). Split R-hat: max over the 5 inputs.
+first; hand-tfp, anchor and numpyro: the first call of the same run built
+for 1 + 1 steps, which traces and compiles anew; ms_per_step = (wall -
+compile) / steps). Split R-hat: max over the 5 inputs. `--repeat N` runs the
+rows N times with the same seed (timing noise), `--seeds 0,1,2` once per
+seed (ESS varies with the seed; timings too on a shared machine).
 
 `--investigate` instead times the pieces of one HMC step: value-and-gradient
 of `Posterior.log_prob` vs the hand-written target in an XLA `tf.while_loop`,
@@ -46,7 +47,8 @@ target), plus variants of the Sampler loop.
 Usage:
   python benchmarks/hmc.py [--only jdl-hmc,hand-tfp] [--quick] [--numpyro]
       [--chains 16] [--warmup 500] [--draws 500] [--nuts-steps 200]
-      [--max-tree-depth 10] [--repeat 1] [--seed 0] [--investigate]
+      [--max-tree-depth 10] [--repeat 1] [--seed 0 | --seeds 0,1,2]
+      [--investigate]
 
 `--quick`: 4 chains, 100 + 100 steps, NUTS 30 + 30 with tree depth <= 6,
 anchor skipped unless `--only` names it (smoke run, < 2 min). Prints a table
@@ -228,21 +230,32 @@ def hand_target(x, y):
   return target
 
 
-def run_hand(cfg):
-  x, y, probe = cfg["data"]
-  warmup, draws = cfg["warmup"], cfg["draws"]
-  init = [tf.constant(p) for p in shrunk_init(cfg["chains"], cfg["seed"] + 1)]
-  seed = tf.constant([cfg["seed"], 1], tf.int32)
-  run = make_chain_fn(hand_target(x, y), warmup, draws, jit_compile=True)
+def timed_chain(target, init, seed, warmup, draws, jit_compile):
+  """Runs `make_chain_fn`; returns states, trace, wall_s, compile_s, ms/step.
+
+  The compile time is that of the same function built for 1 + 1 steps (a
+  graph of the same shape, traced and compiled anew), timed after the run.
+  """
+  run = make_chain_fn(target, warmup, draws, jit_compile)
   t0 = time.perf_counter()
   states, trace = run(init, seed)
   _ = [s.numpy() for s in states]
   wall = time.perf_counter() - t0
-  t0 = time.perf_counter()           # the same run again, already compiled
-  _ = [s.numpy() for s in run(init, seed)[0]]
-  steady = time.perf_counter() - t0
-  return finish_tfp_row(states, trace, probe, wall, max(wall - steady, 0.),
-                        steady / (warmup + draws) * 1e3, "xla")
+  small = make_chain_fn(target, 1, 1, jit_compile)
+  t0 = time.perf_counter()
+  _ = [s.numpy() for s in small(init, seed)[0]]
+  compile_s = min(time.perf_counter() - t0, wall)
+  return states, trace, wall, compile_s, (wall - compile_s) / (
+      warmup + draws) * 1e3
+
+
+def run_hand(cfg):
+  x, y, probe = cfg["data"]
+  init = [tf.constant(p) for p in shrunk_init(cfg["chains"], cfg["seed"] + 1)]
+  seed = tf.constant([cfg["seed"], 1], tf.int32)
+  states, trace, wall, compile_s, ms = timed_chain(
+      hand_target(x, y), init, seed, cfg["warmup"], cfg["draws"], True)
+  return finish_tfp_row(states, trace, probe, wall, compile_s, ms, "xla")
 
 
 def anchor_net():
@@ -284,20 +297,16 @@ def run_anchor(cfg):
   seed = tf.constant([cfg["seed"], 2], tf.int32)
   out = None
   for jit in (True, False):
-    run = make_chain_fn(target, warmup, draws, jit_compile=jit)
-    t0 = time.perf_counter()
     try:
-      states, trace = run(init, seed)
-      _ = [s.numpy() for s in states]
+      states, trace, wall, compile_s, ms = timed_chain(
+          target, init, seed, warmup, draws, jit)
     except Exception as e:  # noqa: BLE001 - report, fall back
       print(f"  anchor: jit_compile={jit} failed ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:150]})", flush=True)
       continue
-    wall = time.perf_counter() - t0
-    ms = kernel_ms_per_step(target, init, seed, jit, cfg["probe_steps"])
     out = finish_tfp_row([states[i] for i in order], trace, probe, wall,
-                         max(wall - ms / 1e3 * (warmup + draws), 0.), ms,
-                         "xla" if jit else "tf.function (no XLA)")
+                         compile_s, ms, "xla" if jit else
+                         "tf.function (no XLA)")
     break
   if out is None:
     raise RuntimeError("anchor failed with and without XLA")
@@ -316,27 +325,6 @@ def anchor_order(parts):
     used.add(i)
     order.append(i)
   return order
-
-
-def kernel_ms_per_step(target, init, seed, jit, steps):
-  """Steady-state ms per HMC+DASSA step: a compiled loop, timed twice."""
-
-  def loop(state, seed):
-    kernel = dassa_hmc(target, steps)
-    kr = kernel.bootstrap_results(state)
-
-    def body(i, state, kr):
-      s = tf.random.experimental.stateless_fold_in(seed, i)
-      state, kr = kernel.one_step(state, kr, seed=s)
-      return i + 1, list(state), kr
-
-    return tf.while_loop(lambda i, *_: i < steps, body, (0, list(state), kr))[1]
-
-  fn = tf.function(loop, jit_compile=jit, autograph=False)
-  _ = [s.numpy() for s in fn(init, seed)]
-  t0 = time.perf_counter()
-  _ = [s.numpy() for s in fn(init, seed)]
-  return (time.perf_counter() - t0) / steps * 1e3
 
 
 # ------------------------------------------------------------- NumPyro ----
@@ -453,10 +441,26 @@ def format_table(rows):
                    f"{r['max_depth_hits']}/"
                    f"{r['trees']} (draws), warm-up mean leapfrogs "
                    f"{r['warmup_mean_leapfrogs']:.0f}")
-    notes.append(f"  {r['name']} #{r['rep']}: " + ", ".join(extra))
-  return "\n".join(out + ["", "wall_s includes tracing and XLA compilation; "
-                          "ess/s = min bulk ESS over the 5 probe inputs / "
-                          "wall_s."] + notes)
+    notes.append(f"  {r['name']} #{r['rep']} (seed {r['seed']}): "
+                 + ", ".join(extra))
+  out += ["", "wall_s includes tracing and XLA compilation; ess/s = min bulk "
+          "ESS over the 5 probe inputs / wall_s."] + notes
+  names = list(dict.fromkeys(r["name"] for r in rows))
+  if any(sum(r["name"] == n for r in rows) > 1 for n in names):
+    out += ["", "over repetitions: mean (min-max); vs_hand: geometric mean "
+            "of the per-run ratios"]
+    for n in names:
+      rs = [r for r in rows if r["name"] == n]
+      def agg(k, fmt):
+        v = np.array([r[k] for r in rs], float)
+        return (f"{k} {v.mean():{fmt}} ({v.min():{fmt}}-{v.max():{fmt}})")
+      ratios = np.array([r["vs_hand"] for r in rs], float)
+      ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+      gm = np.exp(np.log(ratios).mean()) if ratios.size else float("nan")
+      out.append(f"  {n:18s} n={len(rs)}  {agg('wall_s', '.1f')}  "
+                 f"{agg('ms_per_step', '.1f')}  {agg('min_ess', '.0f')}  "
+                 f"{agg('ess_per_s', '.2f')}  vs_hand {gm:.2f}")
+  return "\n".join(out)
 
 
 # ------------------------------------------------------- investigation ----
@@ -632,6 +636,8 @@ def main(argv=None):
   p.add_argument("--repeat", type=int, default=1,
                  help="run the selected rows this many times, interleaved")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seeds", default=None,
+                 help="comma-separated seeds: run the rows once per seed")
   p.add_argument("--investigate", action="store_true",
                  help="time the pieces of an HMC step instead")
   p.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -644,7 +650,6 @@ def main(argv=None):
              nuts_steps=args.nuts_steps or (30 if quick else 200),
              max_depth=args.max_tree_depth or (6 if quick else MAX_DEPTH),
              seed=args.seed, data=make_data(), repeat=args.repeat,
-             probe_steps=5 if quick else 20,
              investigate_steps=50 if quick else 200,
              grad_iters=200 if quick else 2000)
   meta = dict(python=platform.python_version(), tf=tf.__version__,
@@ -681,13 +686,17 @@ def main(argv=None):
       names += ["numpyro-hmc", "numpyro-hmc-mass"]
     if quick:
       names.remove("anchor")
+  _warm_up_xla()
   rows = []
-  for rep in range(1, args.repeat + 1):
+  seeds = ([int(v) for v in args.seeds.split(",")] if args.seeds
+           else [args.seed])
+  runs = [(sd, k) for sd in seeds for k in range(args.repeat)]
+  for rep, (sd, _) in enumerate(runs, 1):
     for name in names:
-      print(f"running {name} #{rep} ...", flush=True)
+      print(f"running {name} #{rep} (seed {sd}) ...", flush=True)
       t0 = time.perf_counter()
       try:
-        row = RUNNERS[name](cfg)
+        row = RUNNERS[name](dict(cfg, seed=sd))
       except Exception as e:  # noqa: BLE001 - report, keep going
         print(f"  {name} FAILED: {type(e).__name__}: {e}", flush=True)
         continue
@@ -695,7 +704,7 @@ def main(argv=None):
         continue
       row.setdefault("warmup", cfg["warmup"])
       row.setdefault("draws", cfg["draws"])
-      row.update(name=name, rep=rep,
+      row.update(name=name, rep=rep, seed=sd,
                  ess_per_s=row["min_ess"] / row["wall_s"],
                  total_s=time.perf_counter() - t0)
       rows.append(row)
@@ -711,6 +720,16 @@ def main(argv=None):
   _write(path, dict(meta=meta, rows=rows))
   print(f"wrote {path}")
   return rows
+
+
+def _warm_up_xla():
+  """Compiles one small XLA loop so that the process's one-time XLA/LLVM
+  start-up cost is not charged to whichever row runs first."""
+  a = tf.random.stateless_normal([16, 50, 50], [0, 0])
+  f = tf.function(lambda a: tf.while_loop(
+      lambda i, m: i < 3, lambda i, m: (i + 1, tf.tanh(m @ a)), (0, a))[1],
+                  jit_compile=True)
+  f(a).numpy()
 
 
 def _source_info():
