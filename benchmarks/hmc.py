@@ -50,7 +50,7 @@ Usage:
       [--max-tree-depth 10] [--repeat 1] [--seed 0 | --seeds 0,1,2]
       [--investigate]
 
-`--quick`: 4 chains, 100 + 100 steps, NUTS 30 + 30 with tree depth <= 6,
+`--quick`: 4 chains, 100 + 100 steps, NUTS 50 + 50 with tree depth <= 6,
 anchor skipped unless `--only` names it (smoke run, < 2 min). Prints a table
 and writes JSON to benchmarks/results/hmc-<time>.json (gitignored).
 """
@@ -80,6 +80,8 @@ from jdlayers.inference import _kernels  # noqa: E402
 
 tfd = tfp.distributions
 tfjdl = tfp.experimental.joint_distribution_layers
+# Every row builds its own tf.function: TF's retracing warnings are noise here.
+tf.get_logger().setLevel("ERROR")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NUMPYRO_VENV = os.path.join(HERE, ".numpyro-venv")
@@ -666,7 +668,7 @@ def main(argv=None):
   cfg = dict(chains=args.chains or (4 if quick else 16),
              warmup=args.warmup or (100 if quick else 500),
              draws=args.draws or (100 if quick else 500),
-             nuts_steps=args.nuts_steps or (30 if quick else 200),
+             nuts_steps=args.nuts_steps or (50 if quick else 200),
              max_depth=args.max_tree_depth or (6 if quick else MAX_DEPTH),
              seed=args.seed, data=make_data(), repeat=args.repeat,
              investigate_steps=50 if quick else 200,
