@@ -43,6 +43,13 @@ class Trace(NamedTuple):
 
 def resolve_adaptation(adaptation: str, num_adaptation_steps: int) -> str:
   """Maps "auto" to "windowed" when warm-up is long enough, else "step_size"."""
+  if adaptation == "windowed" and num_adaptation_steps < MIN_WINDOWED_STEPS:
+    # Shorter warm-ups give one-draw slow windows, a zero variance estimate
+    # and a step size that collapses to 0 (every transition diverges).
+    raise ValueError(
+        f"adaptation='windowed' needs num_burnin_steps >= "
+        f"{MIN_WINDOWED_STEPS}; got {num_adaptation_steps}. Use "
+        "adaptation='step_size' (or 'auto') for short warm-ups.")
   if adaptation != "auto":
     return adaptation if num_adaptation_steps > 0 else "none"
   if num_adaptation_steps >= MIN_WINDOWED_STEPS:

@@ -38,6 +38,8 @@ def _run(**kw):
     (dict(chunk_size=0), "`chunk_size` must be an int >= 1"),
     (dict(kernel="mala"), r"`kernel` must be one of \('nuts', 'hmc'\)"),
     (dict(adaptation="fast"), "`adaptation` must be one of"),
+    (dict(adaptation="windowed", num_burnin_steps=30),
+     "adaptation='windowed' needs num_burnin_steps >= 100; got 30"),
     (dict(init="zeros"), "`method` must be one of"),
     (dict(init=[np.zeros([2, 3, 1])]), "`init` must have 4 parts"),
     (dict(init=[np.zeros([3, 3, 1]), np.zeros([3, 3]), np.zeros([3, 1, 3]),
