@@ -23,13 +23,10 @@ tfd = tfp.distributions
 class Likelihood:
   """Base class of likelihood heads.
 
-  Subclasses set `kind` ("real", "count", "binary" or "class") and implement
-  `_point(outputs, params)`: the per-point distribution for network outputs
-  `[*S, N, *out]` and the parameters (fixed values or latents, each expanded
-  to broadcast against the outputs).
+  Subclasses implement `_point(outputs, params)`: the per-point distribution
+  for network outputs `[*S, N, *out]` and the parameters (fixed values or
+  latents, each expanded to broadcast against the outputs).
   """
-
-  kind = "real"
 
   def __init__(self, **params):
     self._fixed: Dict[str, float] = {}
@@ -219,8 +216,6 @@ class HeteroscedasticNormal(Likelihood):
 class Poisson(Likelihood):
   """Count observations `y ~ Poisson(exp(outputs))` (outputs are log rates)."""
 
-  kind = "count"
-
   def _point(self, outputs, params):
     return tfd.Poisson(log_rate=outputs)
 
@@ -234,8 +229,6 @@ class Poisson(Likelihood):
 
 class Bernoulli(Likelihood):
   """Binary observations `y ~ Bernoulli(logits=outputs)`."""
-
-  kind = "binary"
 
   def _point(self, outputs, params):
     return tfd.Bernoulli(logits=outputs, dtype=tf.int32)
@@ -265,8 +258,6 @@ class Categorical(Likelihood):
 
   `mean` gives class probabilities `[..., N, K]`.
   """
-
-  kind = "class"
 
   def _point(self, outputs, params):
     return tfd.Categorical(logits=outputs, dtype=tf.int32)

@@ -43,6 +43,10 @@ class Model:
     network: A layer or network distribution (e.g. `jdl.Sequential(...)`).
     likelihood: A `jdlayers.models.Likelihood` (e.g. `Normal(scale=0.1)`).
 
+  Attributes:
+    probe: One fixed sampled network (`seed=(0, 0)`): the structure of every
+      state, and the network that checks inputs in `check_x`.
+
   Raises:
     TypeError: If `network` is not a layer distribution or `likelihood` not a
       `Likelihood`.
@@ -70,8 +74,10 @@ class Model:
                       f"{type(likelihood).__name__}.")
     self.network = network
     self.likelihood = likelihood
-    probe = network.sample(seed=(0, 0))
-    parts = tf.nest.flatten(probe)
+    # One fixed draw serves as the structure of every state and as the probe
+    # network that checks inputs (see `check_x`).
+    self.probe = network.sample(seed=(0, 0))
+    parts = tf.nest.flatten(self.probe)
     self.dtype: tf.DType = parts[0].dtype if parts else tf.float32
     names = set(likelihood.latents)
     if "network" in names or "y" in names:
@@ -101,7 +107,7 @@ class Model:
     x = tf.convert_to_tensor(arr, self.dtype)
     # A probe pass with one sampled network checks x against the layers (their
     # errors name the layer and the shapes) and gives the output shape.
-    out = self.network.sample(seed=(0, 0))(x[:1])
+    out = self.probe(x[:1])
     out_shape = tuple(out.shape[1:])
     self.likelihood.check_outputs(out_shape)
     return x, out_shape

@@ -59,7 +59,7 @@ class Posterior:
     self.x, self.y = x, y
     self.out_shape = tuple(out_shape)
     self._core = 1 + len(out_shape)
-    self._structure = model.network.sample(seed=(0, 0))
+    self._structure = model.probe
     self._num_net_parts = len(tf.nest.flatten(self._structure))
     self._latent_names = tuple(model.likelihood.latents)
     self.part_names: List[str] = (_part_names(self._structure) +
