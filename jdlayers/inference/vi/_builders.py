@@ -1,0 +1,181 @@
+"""Per-part surrogate families: mean-field normal, point mass, user builders.
+
+A *builder* makes the trainable distribution of one state part (a kernel, a
+bias, a hierarchical prior's scale, a likelihood's noise scale). It is called
+once as `builder(spec, make_variable)`, creates its variables through
+`make_variable(name, shape, initializer)`, and returns a zero-argument
+function that builds the part's distribution from those variables (called
+inside every training step, so it must only read variables). The
+distribution lives in the part's constrained space (apply `spec.bijector`
+to a distribution over unconstrained space) and has event shape
+`spec.shape` and batch shape `[]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+tfb = tfp.bijectors
+
+Builder = Callable[..., Callable[[], tfd.Distribution]]
+
+
+@dataclasses.dataclass(frozen=True)
+class PartSpec:
+  """What a builder knows about the part it approximates.
+
+  Attributes:
+    name: Part name, e.g. "0/kernel", "1/bias", "scale".
+    shape: Event shape of the part, e.g. `(3, 3, 1, 16)`.
+    dtype: Floating dtype.
+    bijector: The prior's event-space bijector (unconstrained -> support);
+      identity for kernels and biases.
+    role: "kernel", "bias" or "latent" (any other part).
+    seed: Stateless seed pair for initial values.
+  """
+  name: str
+  shape: Tuple[int, ...]
+  dtype: tf.DType
+  bijector: tfb.Bijector
+  role: str
+  seed: Tuple[int, int] = (0, 0)
+
+
+def _is_identity(bijector) -> bool:
+  """True for `Identity`, seen through `tfd.Sample`'s wrapper bijector."""
+  while "DefaultSampleBijector" in type(bijector).__name__:
+    bijector = bijector.bijector
+  return isinstance(bijector, tfb.Identity)
+
+
+def _init_normal(spec: PartSpec, mean: float, stddev: float, salt: int):
+  seed = tf.random.experimental.stateless_fold_in(
+      tf.constant(spec.seed, tf.int32), salt)
+
+  def init():
+    return tf.random.stateless_normal(spec.shape, seed, mean, stddev,
+                                      spec.dtype)
+  return init
+
+
+def mean_field_normal(loc_stddev: float = 0.1,
+                      untransformed_scale_mean: float = -3.0,
+                      untransformed_scale_stddev: float = 0.1) -> Builder:
+  """Independent normal per entry, scale `softplus(rho) + eps` (as tfp).
+
+  Initial values follow `tfp.layers.default_mean_field_normal_fn`:
+  `loc ~ N(0, loc_stddev)`, `rho ~ N(-3, 0.1)` (so the scale starts near
+  0.05). Parts with a constrained support get the normal in unconstrained
+  space, pushed through the prior's event-space bijector.
+
+  Args:
+    loc_stddev: Spread of the initial locations.
+    untransformed_scale_mean: Mean of the initial `rho`.
+    untransformed_scale_stddev: Spread of the initial `rho`.
+
+  Returns:
+    A builder (see the module docstring).
+
+  #### Example
+
+  ```python
+  import jdlayers as jdl
+  q = jdl.vi.Surrogate(jdl.Affine(2, 3),
+                       builders={"bias": jdl.vi.mean_field_normal(0.01)})
+  ```
+  """
+
+  def build(spec: PartSpec, make_variable):
+    loc = make_variable("loc", spec.shape,
+                        _init_normal(spec, 0., loc_stddev, 1))
+    rho = make_variable("untransformed_scale", spec.shape,
+                        _init_normal(spec, untransformed_scale_mean,
+                                     untransformed_scale_stddev, 2))
+    eps = float(np.finfo(spec.dtype.as_numpy_dtype).eps)
+    ndims = len(spec.shape)
+
+    def make():
+      base = tfd.Independent(
+          tfd.Normal(tf.convert_to_tensor(loc),
+                     eps + tf.nn.softplus(tf.convert_to_tensor(rho))),
+          reinterpreted_batch_ndims=ndims)
+      if _is_identity(spec.bijector):
+        return base
+      return tfd.TransformedDistribution(base, spec.bijector)
+    return make
+  return build
+
+
+def point_mass(loc_stddev: float = 0.1) -> Builder:
+  """A point mass (`tfd.Deterministic`): MAP for this part, as tfp's
+  `is_singular=True`. Its KL term is `-log p(value)` (the entropy, minus
+  infinity, is a constant dropped from the objective).
+
+  Args:
+    loc_stddev: Spread of the initial values (in unconstrained space).
+
+  Returns:
+    A builder.
+  """
+
+  def build(spec: PartSpec, make_variable):
+    loc = make_variable("loc", spec.shape,
+                        _init_normal(spec, 0., loc_stddev, 1))
+    ndims = len(spec.shape)
+
+    def make():
+      value = spec.bijector.forward(tf.convert_to_tensor(loc))
+      return tfd.Independent(tfd.Deterministic(value),
+                             reinterpreted_batch_ndims=ndims)
+    return make
+  return build
+
+
+def select_builder(spec: PartSpec, builders, point_mass_parts, default
+                   ) -> Builder:
+  """The builder for `spec`: user patterns first, then point mass, default.
+
+  Patterns are `fnmatch` globs over part names ("*/bias", "0/kernel") or a
+  bare parameter name ("bias" matches every layer's bias).
+  """
+  for pattern, builder in (builders or {}).items():
+    if _matches(spec.name, pattern):
+      return builder
+  if _selected(spec.name, point_mass_parts):
+    return point_mass()
+  return default
+
+
+def _matches(name: str, pattern: str) -> bool:
+  return fnmatch.fnmatchcase(name, pattern) or name.rsplit("/", 1)[-1] == pattern
+
+
+def _selected(name: str, which) -> bool:
+  if which is None or which is False:
+    return False
+  if which is True:
+    return True
+  if callable(which):
+    return bool(which(name))
+  if isinstance(which, str):
+    which = (which,)
+  return any(_matches(name, p) for p in which)
+
+
+def normal_params(dist: tfd.Distribution
+                  ) -> Optional[Tuple[tf.Tensor, Optional[tf.Tensor]]]:
+  """`(loc, scale)` of an (Independent) Normal, `(value, None)` of a point
+  mass, or None for any other family (flipout/local need these two)."""
+  inner = dist.distribution if isinstance(dist, tfd.Independent) else dist
+  if isinstance(inner, tfd.Normal):
+    return inner.loc, inner.scale
+  if isinstance(inner, tfd.Deterministic):
+    return inner.loc, None
+  return None

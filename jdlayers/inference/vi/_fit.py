@@ -1,0 +1,247 @@
+"""`fit`: trains a surrogate posterior by stochastic variational inference."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Union
+
+import numpy as np
+import tensorflow as tf
+
+from jdlayers.inference.vi import _estimators
+from jdlayers.inference.vi._elbo import elbo_terms
+from jdlayers.inference.vi._surrogate import Surrogate
+from jdlayers.layers._base import stateless_seed
+
+
+@dataclasses.dataclass
+class History:
+  """Loss history of `fit`.
+
+  Attributes:
+    loss: Per epoch, the mean minibatch loss (negative ELBO / N).
+    nll: Per epoch, the mean minibatch negative log-likelihood per example.
+    kl: Per epoch, the mean KL estimate (unscaled).
+    step_loss: The loss of every step.
+    seconds: Wall time per epoch (the first includes compilation).
+  """
+  loss: List[float] = dataclasses.field(default_factory=list)
+  nll: List[float] = dataclasses.field(default_factory=list)
+  kl: List[float] = dataclasses.field(default_factory=list)
+  step_loss: List[float] = dataclasses.field(default_factory=list)
+  seconds: List[float] = dataclasses.field(default_factory=list)
+
+  def as_dict(self) -> Dict[str, List[float]]:
+    return dataclasses.asdict(self)
+
+
+def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
+        estimator: Union[str, Dict[str, str]] = "flipout", epochs: int = 10,
+        batch_size: int = 32, optimizer=None, learning_rate: float = 1e-3,
+        num_samples: int = 1, num_examples: Optional[int] = None,
+        analytic_kl: bool = True, kl_weight: float = 1.0, seed=0,
+        shuffle: bool = True, jit_compile: bool = True,
+        progress: Union[bool, Callable] = True, **surrogate_kwargs
+        ) -> Surrogate:
+  """Fits a variational posterior to `model` given data, by minibatch SVI.
+
+  Minimises the per-example negative ELBO (see `jdlayers.vi.elbo_terms` for
+  the convention) with a compiled training step.
+
+  Args:
+    model: A `jdlayers.models.Model`.
+    x: `[N, *features]` inputs, or a `tf.data.Dataset` of `(x, y)` batches.
+    y: `[N, *obs]` observations (None when `x` is a dataset).
+    surrogate: A `Surrogate` to continue training (default: a new mean-field
+      one built with `surrogate_kwargs`, e.g. `point_mass="bias"`).
+    estimator: "flipout" (default), "reparam" or "local", or a mapping from
+      layer paths to names ("*" for the rest).
+    epochs: Passes over the data.
+    batch_size: Examples per step (arrays only).
+    optimizer: Any Keras optimizer (default `keras.optimizers.Adam`).
+    learning_rate: Learning rate of the default optimizer.
+    num_samples: Monte Carlo draws per step.
+    num_examples: Dataset size `N` for KL scaling (default: counted).
+    analytic_kl: Use closed-form KL terms where TFP has them.
+    kl_weight: Multiplies the KL term (1 is the ELBO).
+    seed: Stateless seed of initial values, shuffling and estimator noise.
+    shuffle: Reshuffle arrays every epoch.
+    jit_compile: Compile the training step with XLA.
+    progress: True shows a progress bar (tqdm if installed, else a line per
+      epoch on stderr); False is quiet; a callable gets `(epoch, logs)`.
+    **surrogate_kwargs: Passed to `Surrogate` when `surrogate` is None.
+
+  Returns:
+    The fitted `Surrogate`, with `history` (a `History`) and `predict`.
+
+  Raises:
+    TypeError, ValueError: For invalid data or settings, before training.
+
+  #### Example
+
+  ```python
+  import jdlayers as jdl, numpy as np
+  x = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
+  y = 2 * x + 0.1 * np.random.default_rng(0).normal(size=x.shape)
+  model = jdl.models.Model(jdl.Affine(1, 1), jdl.models.Normal(scale=0.1))
+  q = jdl.vi.fit(model, x, y.astype(np.float32), epochs=50,
+                 learning_rate=0.05, progress=False)
+  q.predict(x).mean.shape, q.history.loss[-1]
+  ```
+  """
+  from jdlayers.models._model import Model  # pylint: disable=g-import-not-at-top
+  if not isinstance(model, Model):
+    raise TypeError(f"vi.fit: `model` must be a jdlayers.models.Model; got "
+                    f"{type(model).__name__}.")
+  for name, v, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
+                       ("num_samples", num_samples, 1)):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+      raise ValueError(f"vi.fit: `{name}` must be an int >= {low}; got {v!r}.")
+  if isinstance(estimator, str):
+    _estimators.canonical(estimator, "vi.fit")
+  else:
+    for v in dict(estimator).values():
+      _estimators.canonical(v, "vi.fit")
+  if surrogate is None:
+    surrogate = Surrogate(model, seed=seed, **surrogate_kwargs)
+  elif surrogate.model is not model:
+    raise ValueError("vi.fit: `surrogate` was built for another model.")
+  batches, n = _batcher(model, x, y, batch_size, shuffle, seed, num_examples)
+  if optimizer is None:
+    import keras  # pylint: disable=g-import-not-at-top
+    optimizer = keras.optimizers.Adam(learning_rate)
+  variables = list(surrogate.trainable_variables)
+  run_seed = tf.convert_to_tensor(stateless_seed(seed), tf.int32)
+
+  def step(xb, yb, step_seed):
+    with tf.GradientTape() as tape:
+      terms = elbo_terms(surrogate, xb, yb, num_examples=n,
+                         estimator=estimator, num_samples=num_samples,
+                         seed=step_seed, analytic_kl=analytic_kl,
+                         kl_weight=kl_weight)
+    grads = tape.gradient(terms.loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+    return terms
+
+  step = tf.function(step, jit_compile=jit_compile, autograph=False,
+                     reduce_retracing=True)
+  history = getattr(surrogate, "history", None) or History()
+  bar = _ProgressBar(progress, epochs)
+  t = len(history.step_loss)
+  for epoch in range(epochs):
+    t0 = time.perf_counter()
+    sums = np.zeros(3)
+    count = 0
+    for xb, yb in batches(epoch):
+      s = tf.random.experimental.stateless_fold_in(run_seed, t)
+      terms = step(xb, yb, s)
+      vals = np.array([float(v) for v in terms])
+      if not np.isfinite(vals[0]):
+        raise FloatingPointError(
+            f"vi.fit: the loss became {vals[0]} at epoch {epoch + 1}, step "
+            f"{t}; lower the learning rate or check the data and priors.")
+      history.step_loss.append(float(vals[0]))
+      sums += vals
+      count += 1
+      t += 1
+      bar.step(float(vals[0]))
+    loss, nll, kl = sums / max(count, 1)
+    history.loss.append(float(loss))
+    history.nll.append(float(nll))
+    history.kl.append(float(kl))
+    history.seconds.append(time.perf_counter() - t0)
+    bar.epoch(epoch, dict(loss=loss, nll=nll, kl=kl,
+                          seconds=history.seconds[-1]))
+  bar.close()
+  surrogate.history = history
+  return surrogate
+
+
+def _batcher(model, x, y, batch_size, shuffle, seed, num_examples):
+  """Returns `(batches(epoch) -> iterator of (x, y), N)`."""
+  if isinstance(x, tf.data.Dataset):
+    if y is not None:
+      raise ValueError("vi.fit: pass y=None when x is a tf.data.Dataset of "
+                       "(x, y) batches.")
+    dataset = x
+    first = next(iter(dataset), None)
+    if first is None or len(first) != 2:
+      raise ValueError("vi.fit: the dataset must yield (x, y) batches.")
+    xb, out_shape = model.check_x(first[0])
+    model.check_y(first[1], int(xb.shape[0]), out_shape)
+    if num_examples is None:
+      num_examples = sum(int(tf.shape(b[0])[0]) for b in dataset)
+    dtype = model.dtype
+
+    def batches(epoch):
+      del epoch
+      for xb, yb in dataset:
+        yb = model.likelihood.check_y(np.asarray(yb), out_shape, dtype)
+        yield tf.cast(xb, dtype), tf.convert_to_tensor(yb)
+    return batches, _check_n(num_examples)
+  if y is None:
+    raise ValueError("vi.fit: y is required with array inputs.")
+  xt, out_shape = model.check_x(x)
+  yt = model.check_y(y, int(xt.shape[0]), out_shape)
+  n = int(xt.shape[0])
+  x_np, y_np = xt.numpy(), yt.numpy()
+  base = np.random.SeedSequence(_seed_int(seed))
+
+  def batches(epoch):
+    idx = np.arange(n)
+    if shuffle:
+      rng = np.random.default_rng(base.spawn(epoch + 1)[-1])
+      idx = rng.permutation(n)
+    for i in range(0, n, batch_size):
+      j = idx[i:i + batch_size]
+      yield tf.constant(x_np[j]), tf.constant(y_np[j])
+  return batches, _check_n(n if num_examples is None else num_examples)
+
+
+def _check_n(n) -> int:
+  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    raise ValueError(f"vi.fit: `num_examples` must be an int >= 1; got {n!r}.")
+  return int(n)
+
+
+def _seed_int(seed) -> int:
+  s = np.asarray(stateless_seed(seed) if seed is not None else [0, 0])
+  return int(np.abs(s.astype(np.int64)).sum())
+
+
+class _ProgressBar:
+  """tqdm when available; otherwise a line per epoch on stderr."""
+
+  def __init__(self, progress, epochs: int):
+    self._callable = progress if callable(progress) else None
+    self._on = bool(progress) and self._callable is None
+    self._epochs = epochs
+    self._bar = None
+    if self._on:
+      try:
+        from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+        self._bar = tqdm(total=epochs, desc="vi.fit", unit="epoch",
+                         file=sys.stderr)
+      except ImportError:
+        self._bar = None
+
+  def step(self, loss: float) -> None:
+    if self._bar is not None:
+      self._bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+
+  def epoch(self, epoch: int, logs: dict) -> None:
+    if self._callable is not None:
+      self._callable(epoch, logs)
+    elif self._bar is not None:
+      self._bar.update(1)
+    elif self._on:
+      print(f"[vi.fit] epoch {epoch + 1}/{self._epochs} | loss "
+            f"{logs['loss']:.4f} | nll {logs['nll']:.4f} | kl "
+            f"{logs['kl']:.1f} | {logs['seconds']:.1f} s", file=sys.stderr,
+            flush=True)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()

@@ -1,0 +1,393 @@
+"""`Surrogate`: a trainable posterior with the structure of a network.
+
+A surrogate holds one trainable distribution per state part (kernels,
+biases, hierarchical priors' latents, the likelihood's latents), in the
+order of `tf.nest.flatten` of a sampled network followed by the likelihood's
+latents, exactly as `Posterior.part_names`. Sampling it returns callable
+networks, like sampling the prior; `apply` runs data through it with the
+reparameterization, Flipout or local-reparameterization estimator;
+`kl_divergence` scores it against the prior.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from jdlayers import _state
+from jdlayers.compose._base import Composite
+from jdlayers.inference.vi import _builders, _estimators
+from jdlayers.layers import _base
+from jdlayers.models._posterior import _part_names
+
+tfd = tfp.distributions
+Root = tfd.JointDistributionCoroutine.Root
+
+_ROLES = {"weights": "kernel", "kernel": "kernel", "bias": "bias"}
+
+
+class Surrogate(tf.Module):
+  """Trainable variational posterior over a network (and its model's latents).
+
+  Args:
+    target: A `jdlayers.models.Model` (network plus likelihood latents) or a
+      bare layer/network distribution.
+    point_mass: Parts to approximate by a point mass (MAP, tfp's
+      `is_singular=True`): True for all, a glob or list of globs over part
+      names ("*/bias", "bias", "0/kernel"), or a predicate on the name.
+    builders: Optional mapping from part-name globs to builders (see
+      `mean_field_normal`); first match wins, before `point_mass`.
+    default: Builder for every other part (default `mean_field_normal()`).
+    seed: Stateless seed of the initial values.
+    make_variable: Optional `(name, shape, dtype, initializer) -> variable`
+      (Keras layers pass `add_weight`); default makes `tf.Variable`s.
+    name: Module name.
+
+  Attributes:
+    part_names: One name per part, e.g. ["0/weights", "0/bias", "scale"].
+    bijectors: Each part's prior event-space bijector.
+    structure: A sampled network giving the structure of samples.
+
+  Raises:
+    TypeError: If `target` is neither a `Model` nor a layer distribution.
+
+  #### Example
+
+  ```python
+  import jdlayers as jdl, tensorflow as tf
+  net = jdl.Sequential(jdl.Affine(8, 2, activation="relu"), jdl.Affine(1, 8))
+  q = jdl.vi.Surrogate(net, seed=0)
+  f = q.sample(4, seed=1)          # 4 callable networks, like net.sample
+  f(tf.ones([5, 2])).shape         # [4, 5, 1]
+  y = q.apply(tf.ones([5, 2]), estimator="flipout", seed=2)  # [5, 1]
+  kl = q.kl_divergence()           # scalar
+  ```
+  """
+
+  # Only the variables are state; the prior structures are not walked.
+  _TF_MODULE_IGNORED_PROPERTIES = frozenset({
+      "model", "network", "structure", "bijectors", "specs", "_leaves",
+      "part_names",
+      "_makers", "_latent_priors"}).union(
+          tf.Module._TF_MODULE_IGNORED_PROPERTIES)
+
+  def __init__(self, target, *, point_mass=None,
+               builders: Optional[Mapping[str, Callable]] = None,
+               default: Optional[Callable] = None, seed=0,
+               make_variable: Optional[Callable] = None,
+               name: str = "Surrogate"):
+    super().__init__(name=re.sub(r"\W", "_", name))
+    from jdlayers.models._model import Model  # pylint: disable=g-import-not-at-top
+    if isinstance(target, Model):
+      self.model, network = target, target.network
+      latent_priors = dict(target.likelihood.latents)
+      structure = target.probe
+    elif isinstance(target, tfd.Distribution) and hasattr(target, "sample"):
+      self.model, network, latent_priors = None, target, {}
+      structure = network.sample(seed=(0, 0))
+    else:
+      raise TypeError("Surrogate: `target` must be a jdlayers.models.Model or "
+                      f"a layer/network distribution; got "
+                      f"{type(target).__name__}.")
+    self.network = network
+    self.structure = structure
+    self._latent_priors = latent_priors
+    net_parts = tf.nest.flatten(structure)
+    self._num_net_parts = len(net_parts)
+    self.part_names: Tuple[str, ...] = tuple(_part_names(structure) +
+                                             list(latent_priors))
+    self.bijectors = (_state.event_space_bijectors(network) +
+                      [p.experimental_default_event_space_bijector()
+                       for p in latent_priors.values()])
+    shapes = [tuple(p.shape) for p in net_parts] + [
+        tuple(p.event_shape) for p in latent_priors.values()]
+    self.dtype = net_parts[0].dtype
+    seed = tf.convert_to_tensor(_base.stateless_seed(seed), tf.int32)
+    default = default or _builders.mean_field_normal()
+    make_variable = make_variable or _tf_variable
+    self.specs: List[_builders.PartSpec] = []
+    self._makers = []
+    self._variables: Dict[str, tf.Variable] = {}
+    for i, (pname, shape, bij) in enumerate(zip(self.part_names, shapes,
+                                                self.bijectors)):
+      role = (_ROLES.get(pname.rsplit("/", 1)[-1], "latent")
+              if i < self._num_net_parts else "latent")
+      s = tf.random.experimental.stateless_fold_in(seed, i).numpy()
+      spec = _builders.PartSpec(pname, shape, self.dtype, bij, role,
+                                (int(s[0]), int(s[1])))
+      builder = _builders.select_builder(spec, builders, point_mass, default)
+
+      def make_var(vname, vshape, initializer, _p=pname):
+        full = f"{_p}/{vname}"
+        v = make_variable(full, tuple(vshape), self.dtype, initializer)
+        self._variables[full] = v
+        return v
+      self.specs.append(spec)
+      self._makers.append(builder(spec, make_var))
+    # Leaf layers (path, sampled layer, prior, flat indices of its params).
+    self._leaves = []
+    flat = iter(range(self._num_net_parts))
+    dists = dict(_leaf_distributions(network))
+    for path, layer in _estimators.leaf_layers(structure):
+      idx = [next(flat) for _ in range(len(layer))]
+      self._leaves.append((path, layer, dists.get(path), idx))
+    if next(flat, None) is not None:
+      raise ValueError("Surrogate: could not match the network's parts to its "
+                       "layers.")
+
+  # -- distributions and samples -----------------------------------------
+  @property
+  def trainable_parameters(self) -> Dict[str, tf.Variable]:
+    """Name -> variable, e.g. "0/kernel/loc"."""
+    return dict(self._variables)
+
+  def distributions(self) -> List[tfd.Distribution]:
+    """The surrogate distribution of each part (built from the variables)."""
+    return [make() for make in self._makers]
+
+  def sample_parts(self, sample_shape=(), seed=None) -> List[tf.Tensor]:
+    """Draws every part: a list `[*sample_shape, *part shape]`."""
+    seeds = tfp.random.split_seed(_base.stateless_seed(seed),
+                                  len(self._makers))
+    return [d.sample(sample_shape, seed=s)
+            for d, s in zip(self.distributions(), seeds)]
+
+  def unpack(self, parts: Sequence) -> Tuple[object, Dict[str, tf.Tensor]]:
+    """Flat parts -> `(network, {latent name: value})`."""
+    parts = list(parts)
+    k = self._num_net_parts
+    network = tf.nest.pack_sequence_as(self.structure, parts[:k])
+    return network, dict(zip(self._latent_priors, parts[k:]))
+
+  def sample(self, sample_shape=(), seed=None):
+    """Samples callable networks, as `network.sample` does for the prior.
+
+    Args:
+      sample_shape: Leading sample dims `S`.
+      seed: Stateless seed (int or pair).
+
+    Returns:
+      A sampled network with parameters `[*S, ...]`.
+    """
+    return self.unpack(self.sample_parts(sample_shape, seed))[0]
+
+  def mean_parts(self) -> List[tf.Tensor]:
+    """Each part's surrogate mean (the location for normal surrogates;
+    mapped through the bijector for constrained parts)."""
+    out = []
+    for spec, d in zip(self.specs, self.distributions()):
+      q = _builders.normal_params(d)
+      if q is not None:
+        out.append(q[0])
+      elif isinstance(d, tfd.TransformedDistribution):
+        out.append(d.bijector.forward(d.distribution.mean()))
+      else:
+        out.append(d.mean())
+    return out
+
+  def log_prob(self, parts: Sequence) -> tf.Tensor:
+    """`log q(parts)`, summed over parts; shape: the parts' sample dims."""
+    if not isinstance(parts, (list, tuple)):
+      parts = tf.nest.flatten(parts)
+    return tf.add_n([d.log_prob(p) for d, p in zip(self.distributions(),
+                                                    parts)])
+
+  # -- data ------------------------------------------------------------------
+  def apply(self, x, estimator="reparam", sample_shape=(), seed=None):
+    """Runs `x` through the surrogate network with a gradient estimator.
+
+    Args:
+      x: `[*B, N, *features]` inputs.
+      estimator: "reparam", "flipout" or "local" for every layer, or a
+        mapping from layer paths ("0", "2/1"; "*" for the rest) to names.
+        Layers not linear in a kernel (and parts other than kernels) use
+        reparameterization.
+      sample_shape: Independent weight draws `S`; `[]` draws once per call
+        (Flipout and local reparameterization still decorrelate examples).
+      seed: Stateless seed.
+
+    Returns:
+      `[*broadcast(B, S), N, *out]` outputs.
+    """
+    dists = self.distributions()
+    seed = tf.convert_to_tensor(_base.stateless_seed(seed), tf.int32) if (
+        seed is not None) else tfp.random.sanitize_seed(None)
+    by_path = {}
+    for j, (path, layer, _, idx) in enumerate(self._leaves):
+      names = list(layer.params)
+      by_path[path] = (j, {n: dists[i] for n, i in zip(names, idx)})
+
+    def leaf(path, layer):
+      j, layer_dists = by_path[path]
+      est = _estimators.resolve(estimator, path, layer, "Surrogate.apply")
+      return _LayerCall(layer, layer_dists, est, list(sample_shape),
+                        tf.random.experimental.stateless_fold_in(seed, j),
+                        path)
+
+    return _estimators.replace_leaves(self.structure, leaf)(x)
+
+  # -- KL ----------------------------------------------------------------------
+  def kl_divergence(self, seed=None, analytic: bool = True,
+                    parts: Optional[Sequence] = None) -> tf.Tensor:
+    """`KL(q || prior)` over all parts: analytic where TFP has it, else MC.
+
+    A normal surrogate of a part whose prior is an i.i.d. or independent
+    family with a registered KL gets the exact KL (given its parents'
+    values, for hierarchical priors); other parts get the one-sample Monte
+    Carlo estimate `log q(z) - log p(z)`. A point-mass part contributes
+    `-log p(value)`.
+
+    Args:
+      seed: Stateless seed of the draw `z` (needed for MC terms and
+        hierarchical parents).
+      analytic: False forces the Monte Carlo estimate everywhere.
+      parts: Optional draw `z` to use (list of parts without sample dims).
+
+    Returns:
+      A scalar.
+    """
+    dists = self.distributions()
+    if parts is None:
+      parts = self.sample_parts((), seed=seed)
+    total = tf.zeros([], self.dtype)
+    for path, layer, prior, idx in self._leaves:
+      values = [parts[i] for i in idx]
+      comps = prior_components(prior, values, path)
+      for i, p, z in zip(idx, comps, values):
+        total += _kl_term(dists[i], p, z, analytic)
+    for i, p in zip(range(self._num_net_parts, len(parts)),
+                    self._latent_priors.values()):
+      total += _kl_term(dists[i], p, parts[i], analytic)
+    return total
+
+  # -- prediction ------------------------------------------------------------
+  def predict(self, x, num_samples: int = 100, seed=0,
+              batch_size: int = 256):
+    """Posterior predictive at `x` from `num_samples` surrogate networks.
+
+    Args:
+      x: `[M, *features]` inputs.
+      num_samples: Networks drawn from the surrogate.
+      seed: Stateless seed.
+      batch_size: Networks per forward pass.
+
+    Returns:
+      A `jdlayers.mcmc.Predictive` (leading dims `[num_samples, 1]`):
+      `mean`, `std`, `interval`, `log_prob(y)`, `nll`, `rmse`, ...
+
+    Raises:
+      ValueError: If the surrogate was built from a bare network (no
+        likelihood) or `num_samples < 1`.
+    """
+    if self.model is None:
+      raise ValueError("Surrogate.predict needs a likelihood: build the "
+                       "surrogate from a jdlayers.models.Model.")
+    if not isinstance(num_samples, int) or num_samples < 1:
+      raise ValueError(f"Surrogate.predict: `num_samples` must be an int >= "
+                       f"1; got {num_samples!r}.")
+    from jdlayers.inference import _predictive  # pylint: disable=g-import-not-at-top
+    from jdlayers.models._posterior import Posterior  # pylint: disable=g-import-not-at-top
+    xt, out_shape = self.model.check_x(x)
+    s1, s2 = tfp.random.split_seed(_base.stateless_seed(seed))
+    states = [p.numpy()[:, None] for p in self.sample_parts([num_samples],
+                                                            seed=s1)]
+    posterior = Posterior(self.model, xt, None, out_shape)
+    return _predictive.predict(posterior, states, x, seed=s2,
+                               batch_size=batch_size)
+
+  def __repr__(self) -> str:
+    return (f"<Surrogate over {getattr(self.network, 'name', 'network')}: "
+            f"{len(self.part_names)} parts, "
+            f"{sum(int(np.prod(v.shape)) for v in self._variables.values())} "
+            "trainable values>")
+
+
+class _LayerCall:
+  """A leaf layer of the network as seen by one estimator pass."""
+
+  def __init__(self, layer, dists, estimator, sample_shape, seed, path):
+    self._args = (layer, dists, estimator, sample_shape, seed, path)
+
+  def __call__(self, x):
+    layer, dists, estimator, sample_shape, seed, path = self._args
+    return _estimators.apply_layer(layer, dists, x, estimator=estimator,
+                                   sample_shape=sample_shape, seed=seed,
+                                   path=path)
+
+
+def _tf_variable(name, shape, dtype, initializer):
+  del shape
+  return tf.Variable(initializer(), dtype=dtype, name=re.sub(r"\W", "_", name))
+
+
+def _leaf_distributions(dist, prefix: str = ""):
+  """Yields `(path, layer distribution)` aligned with `leaf_layers`."""
+  if isinstance(dist, Composite):
+    for i, child in enumerate(dist.layers):
+      yield from _leaf_distributions(child, f"{prefix}{i}/")
+  elif not _base.is_static(dist):
+    yield prefix.rstrip("/"), dist
+
+
+@tf.autograph.experimental.do_not_convert
+def prior_components(prior, values: Sequence, path: str = ""
+                     ) -> List[tfd.Distribution]:
+  """The prior's component distributions given the values of their parents.
+
+  Runs the layer's coroutine model, sending `values` (one per component, in
+  model order), so a hierarchical prior's kernel distribution is conditioned
+  on the sampled scales.
+  """
+  gen = prior._model_coroutine()  # pylint: disable=protected-access
+  out = []
+  try:
+    d = next(gen)
+    for v in values:
+      out.append(d.distribution if isinstance(d, Root) else d)
+      d = gen.send(v)
+  except StopIteration:
+    pass
+  if len(out) != len(values):
+    raise ValueError(f"vi: layer {path!r}: its prior yields {len(out)} "
+                     f"components but the surrogate has {len(values)} parts.")
+  return out
+
+
+@tf.autograph.experimental.do_not_convert
+def _kl_term(q: tfd.Distribution, p: tfd.Distribution, z, analytic: bool):
+  """One part's contribution to `KL(q || p)` (see `kl_divergence`)."""
+  qn = _builders.normal_params(q)
+  if qn is not None and qn[1] is None:  # point mass: cross-entropy only
+    return -tf.reduce_sum(p.log_prob(z))
+  if analytic and qn is not None:
+    kl = elementwise_kl(tfd.Normal(*qn), p)
+    if kl is not None:
+      return kl
+  return tf.reduce_sum(q.log_prob(z) - p.log_prob(z))
+
+
+@tf.autograph.experimental.do_not_convert
+def elementwise_kl(q_base: tfd.Distribution, p: tfd.Distribution):
+  """Exact `KL(Independent(q_base) || p)` for i.i.d./independent priors, or
+  None when TFP has no closed form (or the shapes do not line up)."""
+  k = q_base.batch_shape.rank
+  if isinstance(p, tfd.Sample) and p.distribution.batch_shape.rank == 0 and (
+      p.distribution.event_shape.rank == 0):
+    base = p.distribution
+  elif isinstance(p, tfd.Independent) and (
+      p.distribution.event_shape.rank == 0 and
+      tf.get_static_value(p.reinterpreted_batch_ndims) == k):
+    base = p.distribution
+  elif p.event_shape.rank == 0 and p.batch_shape.rank == 0 and k == 0:
+    base = p
+  else:
+    return None
+  try:
+    kl = tfd.kl_divergence(q_base, base)
+  except NotImplementedError:
+    return None
+  return tf.reduce_sum(kl)
