@@ -21,7 +21,7 @@ sorted(f.params)  # ['bias', 'global_scale', 'local_scale', 'weights']
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -95,6 +95,24 @@ class Prior:
   def get_config(self) -> dict:
     """JSON-friendly constructor arguments."""
     return dict(vars(self))
+
+  @classmethod
+  def from_config(cls, config: Mapping[str, Any]) -> "Prior":
+    """Builds the prior from `get_config()`'s output.
+
+    Raises:
+      TypeError: For unexpected or missing arguments.
+      ValueError: For invalid values (as the constructor).
+
+    #### Example
+
+    ```python
+    import jdlayers as jdl
+    p = jdl.priors.horseshoe(0.1)
+    assert type(p).from_config(p.get_config()) == p
+    ```
+    """
+    return cls(**config)
 
   def __repr__(self) -> str:
     args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

@@ -77,10 +77,25 @@ class CompositeLayer:
     raise NotImplementedError
 
 
-class Composite(_base.StatelessSeedMixin, tfd.JointDistributionCoroutine):
+class Composite(_base.StatelessSeedMixin, _base.ConfigMixin,
+                tfd.JointDistributionCoroutine):
   """Base of `Sequential`, `Residual` and `Parallel`."""
 
   _value_type = CompositeLayer
+  # The constructor's *args, saved by `get_config` under this key.
+  _varargs: Optional[str] = None
+
+  @classmethod
+  def from_config(cls, config):
+    """Builds the composite from `get_config()`'s output (children nested).
+
+    Raises:
+      ValueError: For an unknown class or function name in `config`.
+    """
+    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
+    kwargs = _config.decode_args(cls.__name__, config)
+    args = kwargs.pop(cls._varargs, []) if cls._varargs else []
+    return cls(*args, **kwargs)
 
   def __init__(self, children: Sequence, config, name: Optional[str],
                validate_args: bool = False):

@@ -79,6 +79,7 @@ class Parallel(_base.Composite):
   """
 
   _value_type = ParallelLayer
+  _varargs = "branches"
 
   def __init__(self, *branches, combine: str = "concat", axis: int = -1,
                name: str = "Parallel", validate_args: bool = False):
@@ -95,5 +96,7 @@ class Parallel(_base.Composite):
                             combine, axis)
     super().__init__(branches, config, name, validate_args)
     self._parameters = parameters
+    self._init_args = dict(branches=self._children, combine=combine,
+                           axis=axis, name=name, validate_args=validate_args)
     feats = {getattr(b, "output_feature_ndims", None) for b in branches}
     self.output_feature_ndims = feats.pop() if len(feats) == 1 else None

@@ -51,4 +51,6 @@ class Residual(_base.Composite):
     super().__init__([inner], _base.CompositeConfig("Residual"), name,
                      validate_args)
     self._parameters = parameters
+    self._init_args = dict(inner=self._children[0], name=name,
+                           validate_args=validate_args)
     self.output_feature_ndims = getattr(inner, "output_feature_ndims", None)

@@ -47,6 +47,7 @@ class Sequential(_base.Composite):
   """
 
   _value_type = SequentialLayer
+  _varargs = "layers"
 
   def __init__(self, *layers, name: str = "Sequential",
                validate_args: bool = False):
@@ -61,4 +62,6 @@ class Sequential(_base.Composite):
     desc = f"Sequential({len(kids)} layers)"
     super().__init__(kids, _base.CompositeConfig(desc), name, validate_args)
     self._parameters = parameters
+    self._init_args = dict(layers=self._children, name=name,
+                           validate_args=validate_args)
     self.output_feature_ndims: Optional[int] = feat

@@ -125,7 +125,55 @@ class StatelessSeedMixin:
         sample_shape, seed=stateless_seed(seed), name=name, **kwargs)
 
 
-class LayerDistribution(StatelessSeedMixin, tfd.JointDistributionCoroutine):
+class ConfigMixin:
+  """`get_config`/`from_config` from the normalised constructor arguments.
+
+  Subclasses store them as `self._init_args` (defaults included); see
+  `jdlayers.io.to_config` for how values are encoded.
+  """
+
+  _init_args: Dict[str, Any]
+
+  @property
+  def _desc(self) -> str:
+    return self._config.desc
+
+  def get_config(self) -> Dict[str, Any]:
+    """The constructor arguments as a JSON-able dict.
+
+    Returns:
+      Name -> value; activations and functions by name, dtype as a string,
+      priors and child layers as nested `{"class", "config"}` dicts.
+
+    Raises:
+      TypeError: If the layer holds a `params_model_fn` or a function that
+        is neither a named activation nor registered with
+        `jdlayers.io.register_function`.
+
+    #### Example
+
+    ```python
+    import jdlayers as jdl
+    jdl.Affine(3, 2, activation="tanh").get_config()["activation"]  # 'tanh'
+    ```
+    """
+    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
+    return _config.encode_args(self._desc, self._init_args)
+
+  @classmethod
+  def from_config(cls, config: Mapping[str, Any]):
+    """Builds the layer from `get_config()`'s output.
+
+    Raises:
+      ValueError: For an unknown function or class name in `config`.
+      TypeError: For unexpected or missing arguments.
+    """
+    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
+    return cls(**_config.decode_args(cls.__name__, config))
+
+
+class LayerDistribution(StatelessSeedMixin, ConfigMixin,
+                        tfd.JointDistributionCoroutine):
   """A `JointDistributionCoroutine` whose samples are `SampledLayer`s.
 
   Subclasses build a model (a generator of component distributions), pick the
@@ -182,7 +230,7 @@ class LayerDistribution(StatelessSeedMixin, tfd.JointDistributionCoroutine):
                        f"{list(params)}.") from None
 
 
-class StaticLayer:
+class StaticLayer(ConfigMixin):
   """Distribution-like wrapper of a layer without random parameters.
 
   `sample` returns the layer itself (whatever the sample shape: it has no
@@ -199,6 +247,10 @@ class StaticLayer:
   @property
   def name(self) -> str:
     return self._name
+
+  @property
+  def _desc(self) -> str:
+    return self._layer.config.desc
 
   @property
   def dtype(self):

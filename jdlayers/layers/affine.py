@@ -95,6 +95,7 @@ class Affine(_base.LayerDistribution):
                           activation=ops.get_activation(activation, desc))
     if params_model_fn is not None:
       model = functools.partial(params_model_fn, out_units, in_units, dtype)
+      prior = None
     else:
       prior = priors_lib.normal() if prior is None else prior
       spec = priors_lib.ParamSpec(
@@ -106,6 +107,11 @@ class Affine(_base.LayerDistribution):
                      forbidden=() if use_bias else ("bias",),
                      validate_args=validate_args, name=name)
     self._parameters = parameters
+    self._init_args = dict(
+        out_units=out_units, in_units=in_units, dtype=dtype,
+        params_model_fn=params_model_fn, name=name, use_bias=bool(use_bias),
+        activation=config.activation, prior=prior,
+        validate_args=validate_args)
     self.out_units, self.in_units = out_units, in_units
     self.output_feature_ndims = 1
 

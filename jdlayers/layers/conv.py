@@ -111,6 +111,7 @@ class _ConvBase(_base.LayerDistribution):
     if params_model_fn is not None:
       model = functools.partial(params_model_fn, out_channels, size,
                                 in_channels, dtype)
+      prior = None
     else:
       prior = priors_lib.normal() if prior is None else prior
       receptive = int(np.prod(size))
@@ -125,9 +126,26 @@ class _ConvBase(_base.LayerDistribution):
                      forbidden=() if use_bias else ("bias",),
                      validate_args=validate_args, name=name or cls)
     self._parameters = parameters
+    self._init_args = _init_args(
+        self, out_channels=out_channels, size=size, in_channels=in_channels,
+        dtype=dtype, params_model_fn=params_model_fn, strides=strides,
+        padding=padding, name=name, rank=rank, output_padding=output_padding,
+        dilations=dilations, data_format=data_format, use_bias=bool(use_bias),
+        activation=config.activation, prior=prior, impl=impl,
+        validate_args=validate_args)
     self.rank, self.size = rank, size
     self.out_channels, self.in_channels = out_channels, in_channels
     self.output_feature_ndims = rank + 1
+
+
+def _init_args(layer, **args):
+  """The normalised constructor arguments `get_config` saves: `rank` only
+  where the class does not fix it, `output_padding` only when transposed."""
+  if layer._fixed_rank is not None:  # pylint: disable=protected-access
+    del args["rank"]
+  if not layer._transpose:  # pylint: disable=protected-access
+    del args["output_padding"]
+  return args
 
 
 def _check_output_padding(output_padding, rank, strides, dilations, size,

@@ -60,6 +60,8 @@ class Lambda(_base.StaticLayer):
     desc = f"Lambda({getattr(fn, '__name__', fn)!s})"
     super().__init__(LambdaLayer({}, LambdaConfig(desc, fn)), dtype, name)
     self.output_feature_ndims = output_feature_ndims
+    self._init_args = dict(fn=fn, dtype=self._dtype, name=name,
+                           output_feature_ndims=output_feature_ndims)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +120,7 @@ class Flatten(_base.StaticLayer):
                      name=name)
     self.feature_ndims = feature_ndims
     self.output_feature_ndims = 1
+    self._init_args = dict(feature_ndims=feature_ndims, name=name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +190,13 @@ class Pool(_base.StaticLayer):
                                                                 desc))
     super().__init__(PoolLayer({}, config), name=name or cls)
     self.output_feature_ndims = rank + 1
+    self._init_args = dict(pool_size=pool_size, strides=strides,
+                           padding=config.padding,
+                           data_format=config.data_format, name=name)
+    if rank != self._fixed_rank:
+      self._init_args["rank"] = rank
+    if mode.lower() != self._fixed_mode:
+      self._init_args["mode"] = mode.lower()
 
 
 def _pool_class(name: str, rank: int, mode: str):

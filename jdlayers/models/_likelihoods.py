@@ -11,7 +11,7 @@ named after the parameter (`"scale"`, `"df"`), sampled by MCMC with the weights.
 from __future__ import annotations
 
 import numbers
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -50,6 +50,43 @@ class Likelihood:
   @property
   def desc(self) -> str:
     return type(self).__name__
+
+  # -- configuration ------------------------------------------------------
+  def _params_config(self) -> Dict[str, Any]:
+    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
+    params = {**self._priors, **self._fixed}
+    return {k: _config.encode_param(v, f"models.{self.desc}", k)
+            for k, v in params.items()}
+
+  def get_config(self) -> Dict[str, Any]:
+    """The constructor arguments as a JSON-able dict.
+
+    Fixed parameters are numbers; `tfd` priors are
+    `{"tfd": name, "parameters": {...}, "dtypes": {...}}`.
+
+    Raises:
+      TypeError: For a prior that is not a `tfp.distributions` class with
+        numeric parameters, or (`General`) an unregistered function.
+
+    #### Example
+
+    ```python
+    import jdlayers as jdl
+    jdl.models.Normal(scale=0.1).get_config()  # {'scale': 0.1}
+    ```
+    """
+    return self._params_config()
+
+  @classmethod
+  def from_config(cls, config: Mapping[str, Any]) -> "Likelihood":
+    """Builds the likelihood from `get_config()`'s output.
+
+    Raises:
+      ValueError: For an invalid prior config or an unknown function name.
+    """
+    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
+    return cls(**{k: _config.decode_param(v, f"models.{cls.__name__}", k)
+                  for k, v in config.items()})
 
   @property
   def latents(self) -> Dict[str, tfd.Distribution]:
@@ -199,6 +236,9 @@ class HeteroscedasticNormal(Likelihood):
                        f"{min_scale!r}.")
     self.min_scale = float(min_scale)
 
+  def get_config(self):
+    return {"min_scale": self.min_scale}
+
   def _point(self, outputs, params):
     loc, raw = tf.split(outputs, 2, axis=-1)
     return tfd.Normal(loc, tf.nn.softplus(raw) + self.min_scale)
@@ -321,6 +361,38 @@ class General(Likelihood):
                        f"{dtype!r}.")
     super().__init__(**latents)
     self._fn, self._obs, self._dtype = fn, observation_shape, dtype
+
+  def get_config(self):
+    """As `Likelihood.get_config`; `fn` and `observation_shape` by name
+    (registered with `jdlayers.io.register_function`), latents as an
+    ordered list of `[name, value]` pairs."""
+    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
+    owner = "models.General"
+    return {"fn": _config.function_to_name(self._fn, owner, "fn"),
+            "observation_shape": _config.function_to_name(
+                self._obs, owner, "observation_shape"),
+            "dtype": self._dtype,
+            "latents": [list(kv) for kv in self._params_config().items()]}
+
+  @classmethod
+  def from_config(cls, config):
+    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
+    owner = "models.General"
+    config = dict(config)
+    fn = _config.function_from_name(config.pop("fn", None), owner, "fn")
+    obs = _config.function_from_name(config.pop("observation_shape", None),
+                                     owner, "observation_shape")
+    latents = config.pop("latents", [])
+    if not (isinstance(latents, list) and all(
+        isinstance(kv, list) and len(kv) == 2 and isinstance(kv[0], str)
+        for kv in latents)):
+      raise ValueError(f"{owner}: `latents` must be a list of [name, value] "
+                       f"pairs; got {latents!r:.200}.")
+    dtype = config.pop("dtype", "float")
+    if config:
+      raise ValueError(f"{owner}: unknown config keys {sorted(config)}.")
+    kwargs = {k: _config.decode_param(v, owner, k) for k, v in latents}
+    return cls(fn, obs, dtype, **kwargs)
 
   def _point(self, outputs, params):
     dist = self._fn(outputs, **params)

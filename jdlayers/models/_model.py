@@ -7,7 +7,7 @@ over the network, the likelihood's latents and `y`; `posterior(x, y)` pins `y`
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -83,6 +83,41 @@ class Model:
     if "network" in names or "y" in names:
       raise ValueError("Model: likelihood latents cannot be named 'network' "
                        "or 'y'.")
+
+  # -- configuration ------------------------------------------------------
+  def get_config(self) -> Dict[str, Any]:
+    """The network and likelihood as nested JSON-able configs.
+
+    Raises:
+      TypeError: If the network or likelihood cannot be saved (see
+        `jdlayers.io.to_config`).
+
+    #### Example
+
+    ```python
+    import jdlayers as jdl
+    model = jdl.models.Model(jdl.Affine(1, 2), jdl.models.Normal(0.1))
+    same = jdl.models.Model.from_config(model.get_config())
+    ```
+    """
+    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
+    return {"network": _config.to_config(self.network),
+            "likelihood": _config.to_config(self.likelihood)}
+
+  @classmethod
+  def from_config(cls, config: Mapping[str, Any]) -> "Model":
+    """Builds a model from `get_config()`'s output.
+
+    Raises:
+      ValueError: For an invalid or unknown nested config.
+    """
+    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
+    unknown = sorted(set(config) - {"network", "likelihood"})
+    if unknown or len(config) != 2:
+      raise ValueError(f"models.Model: config needs exactly 'network' and "
+                       f"'likelihood'; got keys {sorted(config)}.")
+    return cls(_config.from_config(config["network"]),
+               _config.from_config(config["likelihood"]))
 
   @property
   def latent_names(self) -> Tuple[str, ...]:
