@@ -181,7 +181,7 @@ def read(path: PathLike, kinds: Union[str, Iterable[str]]
   raw = arrays.pop(META_KEY)
   try:
     meta = json.loads(raw.tobytes().decode("utf-8"))
-  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+  except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
     raise _fail(path, f"corrupted metadata ({e}).") from None
   if not isinstance(meta, dict) or meta.get("format") != FORMAT:
     raise _fail(path, "not a jdlayers file (metadata lacks "
