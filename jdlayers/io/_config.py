@@ -31,8 +31,7 @@ tfd = tfp.distributions
 _FUNCTIONS: Dict[str, Callable] = {}
 _HINT = ("use a named activation (e.g. 'relu') or "
          "jdlayers.io.register_function(name, fn) before saving and loading")
-_NUMERIC_DTYPES = ("float16", "bfloat16", "float32", "float64", "int32",
-                   "int64")
+_NUMERIC_DTYPES = ("float16", "float32", "float64", "int32", "int64")
 
 
 # -- functions ---------------------------------------------------------------
@@ -68,9 +67,11 @@ def register_function(name: str, fn: Callable, *,
   text = jdl.io.to_json(jdl.Sequential(jdl.Affine(2, 2), square))
   ```
   """
-  if not isinstance(name, str) or not name:
-    raise TypeError(f"register_function: `name` must be a non-empty string; "
-                    f"got {name!r}.")
+  if not isinstance(name, str):
+    raise TypeError(f"register_function: `name` must be a string; got "
+                    f"{name!r}.")
+  if not name:
+    raise ValueError("register_function: `name` must not be empty.")
   if not callable(fn):
     raise TypeError(f"register_function: `fn` must be callable; got {fn!r}.")
   if name.lower() in _args._ACTIVATIONS:  # pylint: disable=protected-access
@@ -120,11 +121,11 @@ def function_from_name(name: Optional[str], owner: str,
     return _args.get_activation(name, owner)
   if name in _FUNCTIONS:
     return _FUNCTIONS[name]
+  builtin = sorted(_args._ACTIVATIONS)  # pylint: disable=protected-access
   raise ValueError(
       f"{owner}: unknown function {name!r} for `{arg}`; built-in activations "
-      f"are {sorted(_args._ACTIVATIONS)}, registered functions "  # pylint: disable=protected-access
-      f"{sorted(_FUNCTIONS)}. Register it with "
-      "jdlayers.io.register_function(name, fn) before loading.")
+      f"are {builtin}, registered functions {sorted(_FUNCTIONS)}. Register "
+      "it with jdlayers.io.register_function(name, fn) before loading.")
 
 
 # -- classes -----------------------------------------------------------------
@@ -132,7 +133,8 @@ def function_from_name(name: Optional[str], owner: str,
 def _classes() -> Dict[str, type]:
   """Public name -> class of every saveable jdlayers class."""
   # Imported here: the layers import this module lazily, and vice versa.
-  from jdlayers import compose, layers, models, priors  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jdlayers import compose, layers, models, priors
   table = {}
   for name in ("Affine", "Conv", "Conv1D", "Conv2D", "Conv3D",
                "ConvTranspose", "ConvTranspose1D", "ConvTranspose2D",
@@ -183,8 +185,9 @@ def to_config(obj) -> Dict[str, Any]:
   names = {cls: name for name, cls in _classes().items()}
   name = names.get(type(obj))
   if name is None:
+    known = sorted(names.values())
     raise TypeError(f"{type(obj).__name__} ({obj!r:.80}) is not a saveable "
-                    f"jdlayers class; saveable classes: {sorted(names.values())}.")
+                    f"jdlayers class; saveable classes: {known}.")
   return {"class": name, "config": obj.get_config()}
 
 
@@ -243,7 +246,7 @@ def from_json(text: str):
   """
   try:
     config = json.loads(text)
-  except (TypeError, json.JSONDecodeError) as e:
+  except (TypeError, json.JSONDecodeError, RecursionError) as e:
     raise ValueError(f"from_json: not valid JSON ({e}).") from None
   return from_config(config)
 

@@ -10,6 +10,7 @@ named after the parameter (`"scale"`, `"df"`), sampled by MCMC with the weights.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -85,7 +86,14 @@ class Likelihood:
       ValueError: For an invalid prior config or an unknown function name.
     """
     from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
-    return cls(**{k: _config.decode_param(v, f"models.{cls.__name__}", k)
+    owner = f"models.{cls.__name__}"
+    known = [p.name for p in inspect.signature(cls).parameters.values()
+             if p.kind is p.POSITIONAL_OR_KEYWORD]
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+      raise ValueError(f"{owner}: unknown config keys {unknown}; expected "
+                       f"some of {known}.")
+    return cls(**{k: _config.decode_param(v, owner, k)
                   for k, v in config.items()})
 
   @property
