@@ -15,8 +15,8 @@ EXPECTED = [
     "LambdaLayer", "LayerDistribution", "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "Parallel", "ParallelLayer", "Pool", "PoolLayer", "Residual",
     "ResidualLayer", "SampledLayer", "Sequential", "SequentialLayer",
-    "StaticLayer", "__version__", "diagnostics", "event_space_bijectors", "mcmc",
-    "models", "ops", "priors",
+    "StaticLayer", "__version__", "diagnostics", "event_space_bijectors", "io",
+    "mcmc", "models", "ops", "priors",
 ]
 
 
