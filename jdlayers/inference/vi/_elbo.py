@@ -30,7 +30,7 @@ class ELBOTerms(NamedTuple):
 
 def elbo_terms(surrogate, x, y, *, num_examples: int, estimator="flipout",
                num_samples: int = 1, seed=None, analytic_kl: bool = True,
-               kl_weight: float = 1.0) -> ELBOTerms:
+               kl_weight: float = 1.0, mask=None) -> ELBOTerms:
   """Minibatch estimate of the per-example negative ELBO and its parts.
 
   Args:
@@ -43,6 +43,8 @@ def elbo_terms(surrogate, x, y, *, num_examples: int, estimator="flipout",
     seed: Stateless seed pair.
     analytic_kl: Use closed-form KL terms where available.
     kl_weight: Multiplies the KL term (1 for the ELBO; < 1 to anneal).
+    mask: Optional `[B]` 0/1 weights: padded examples (0) are left out of
+      the batch mean, so a padded last batch gives the same estimate.
 
   Returns:
     `ELBOTerms(loss, nll, kl)`: scalars; `nll` is the batch mean negative
@@ -60,7 +62,12 @@ def elbo_terms(surrogate, x, y, *, num_examples: int, estimator="flipout",
   extra = lp.shape.rank - len(shape) - 1
   if extra:
     lp = tf.reduce_sum(lp, axis=list(range(-extra, 0)))
-  nll = -tf.reduce_mean(lp)
+  if mask is None:
+    nll = -tf.reduce_mean(lp)
+  else:
+    mask = tf.cast(mask, lp.dtype)
+    count = tf.reduce_sum(mask) * (num_samples if shape else 1)
+    nll = -tf.reduce_sum(lp * mask) / count
   if num_samples > 1:
     kls = [surrogate.kl_divergence(analytic=analytic_kl,
                                    parts=[p[i] for p in parts])

@@ -108,96 +108,164 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
     surrogate = Surrogate(model, seed=seed, **surrogate_kwargs)
   elif surrogate.model is not model:
     raise ValueError("vi.fit: `surrogate` was built for another model.")
-  batches, n = _batcher(model, x, y, batch_size, shuffle, seed, num_examples)
+  feed = _feeder(model, x, y, batch_size, shuffle, seed, num_examples,
+                 epochs)
+  n = feed.num_examples
   if optimizer is None:
     import keras  # pylint: disable=g-import-not-at-top
     optimizer = keras.optimizers.Adam(learning_rate)
   variables = list(surrogate.trainable_variables)
+  if hasattr(optimizer, "build") and not getattr(optimizer, "built", True):
+    optimizer.build(variables)  # slots must exist before the loop is traced
   run_seed = tf.convert_to_tensor(stateless_seed(seed), tf.int32)
 
-  def step(xb, yb, step_seed):
-    with tf.GradientTape() as tape:
-      terms = elbo_terms(surrogate, xb, yb, num_examples=n,
-                         estimator=estimator, num_samples=num_samples,
-                         seed=step_seed, analytic_kl=analytic_kl,
-                         kl_weight=kl_weight)
-    grads = tape.gradient(terms.loss, variables)
-    optimizer.apply_gradients(zip(grads, variables))
-    return terms
+  def run(xs, ys, masks, step0):
+    """`T` training steps in one compiled loop; returns `[T, 3]` terms."""
+    num = tf.shape(masks)[0]
 
-  step = tf.function(step, jit_compile=jit_compile, autograph=False,
-                     reduce_retracing=True)
+    def body(i, out):
+      with tf.GradientTape() as tape:
+        terms = elbo_terms(
+            surrogate, xs[i], ys[i], num_examples=n, estimator=estimator,
+            num_samples=num_samples,
+            seed=tf.random.experimental.stateless_fold_in(run_seed,
+                                                          step0 + i),
+            analytic_kl=analytic_kl, kl_weight=kl_weight, mask=masks[i])
+      grads = tape.gradient(terms.loss, variables)
+      optimizer.apply_gradients(zip(grads, variables))
+      return i + 1, out.write(i, tf.stack(list(terms)))
+
+    ta = tf.TensorArray(surrogate.dtype, size=num)
+    _, ta = tf.while_loop(lambda i, _: i < num, body, (tf.constant(0), ta))
+    return ta.stack()
+
+  run = tf.function(run, jit_compile=jit_compile, autograph=False,
+                    reduce_retracing=True)
   history = getattr(surrogate, "history", None) or History()
   bar = _ProgressBar(progress, epochs)
   t = len(history.step_loss)
-  for epoch in range(epochs):
+  pending, elapsed = [], 0.
+  for block in feed.blocks():
     t0 = time.perf_counter()
-    sums = np.zeros(3)
-    count = 0
-    for xb, yb in batches(epoch):
-      s = tf.random.experimental.stateless_fold_in(run_seed, t)
-      terms = step(xb, yb, s)
-      vals = np.array([float(v) for v in terms])
-      if not np.isfinite(vals[0]):
-        raise FloatingPointError(
-            f"vi.fit: the loss became {vals[0]} at epoch {epoch + 1}, step "
-            f"{t}; lower the learning rate or check the data and priors.")
-      history.step_loss.append(float(vals[0]))
-      sums += vals
-      count += 1
-      t += 1
-      bar.step(float(vals[0]))
-    loss, nll, kl = sums / max(count, 1)
-    history.loss.append(float(loss))
-    history.nll.append(float(nll))
-    history.kl.append(float(kl))
-    history.seconds.append(time.perf_counter() - t0)
-    bar.epoch(epoch, dict(loss=loss, nll=nll, kl=kl,
-                          seconds=history.seconds[-1]))
+    terms = run(*block.tensors, tf.constant(t, tf.int32)).numpy()
+    elapsed += time.perf_counter() - t0
+    bad = ~np.isfinite(terms[:, 0])
+    if bad.any():
+      at = int(np.argmax(bad))
+      raise FloatingPointError(
+          f"vi.fit: the loss became {terms[at, 0]} at step {t + at}; lower "
+          "the learning rate or check the data and priors.")
+    t += len(terms)
+    prev = 0
+    seconds = elapsed / max(1, len(block.epochs))
+    for epoch, end in zip(block.epochs, block.ends):
+      rows = np.concatenate(pending + [terms[prev:end]])
+      pending, prev = [], end
+      history.step_loss.extend(float(v) for v in rows[:, 0])
+      loss, nll, kl = rows.mean(0)
+      history.loss.append(float(loss))
+      history.nll.append(float(nll))
+      history.kl.append(float(kl))
+      history.seconds.append(seconds)
+      bar.epoch(epoch, dict(loss=loss, nll=nll, kl=kl, seconds=seconds))
+    if block.epochs:
+      elapsed = 0.
+    pending.append(terms[prev:])
   bar.close()
   surrogate.history = history
   return surrogate
 
 
-def _batcher(model, x, y, batch_size, shuffle, seed, num_examples):
-  """Returns `(batches(epoch) -> iterator of (x, y), N)`."""
-  if isinstance(x, tf.data.Dataset):
-    if y is not None:
-      raise ValueError("vi.fit: pass y=None when x is a tf.data.Dataset of "
-                       "(x, y) batches.")
-    dataset = x
-    first = next(iter(dataset), None)
-    if first is None or len(first) != 2:
-      raise ValueError("vi.fit: the dataset must yield (x, y) batches.")
-    xb, out_shape = model.check_x(first[0])
-    model.check_y(first[1], int(xb.shape[0]), out_shape)
-    if num_examples is None:
-      num_examples = sum(int(tf.shape(b[0])[0]) for b in dataset)
-    dtype = model.dtype
+@dataclasses.dataclass
+class _Block:
+  """Several epochs of batches, fed to one compiled call."""
+  tensors: tuple          # xs [T, B, ...], ys [T, B, ...], masks [T, B]
+  epochs: List[int]       # the epochs that end in this block
+  ends: List[int]         # the row after each of those epochs' last step
 
-    def batches(epoch):
-      del epoch
-      for xb, yb in dataset:
-        yb = model.likelihood.check_y(np.asarray(yb), out_shape, dtype)
-        yield tf.cast(xb, dtype), tf.convert_to_tensor(yb)
-    return batches, _check_n(num_examples)
+
+@dataclasses.dataclass
+class _Feeder:
+  num_examples: int
+  blocks: Callable
+
+
+# Steps per compiled call: long enough to amortise the call, short enough
+# for timely progress; the data of a call is copied once (capped in size).
+_STEPS_PER_CALL = 100
+_MAX_BLOCK_ELEMENTS = 2 ** 24
+
+
+def _feeder(model, x, y, batch_size, shuffle, seed, num_examples, epochs
+            ) -> _Feeder:
+  """Validates the data; returns the dataset size and a block iterator."""
+  if isinstance(x, tf.data.Dataset):
+    return _dataset_feeder(model, x, y, num_examples, epochs)
   if y is None:
     raise ValueError("vi.fit: y is required with array inputs.")
   xt, out_shape = model.check_x(x)
   yt = model.check_y(y, int(xt.shape[0]), out_shape)
   n = int(xt.shape[0])
   x_np, y_np = xt.numpy(), yt.numpy()
-  base = np.random.SeedSequence(_seed_int(seed))
+  b = min(batch_size, n)
+  per_epoch = -(-n // b)
+  # Every batch is padded to `b` examples (repeating real ones, masked out
+  # of the loss), so one compiled shape serves the whole fit; a block holds
+  # a divisor of `epochs` epochs, so every call has the same length too.
+  target = max(1, min(-(-_STEPS_PER_CALL // per_epoch),
+                      _MAX_BLOCK_ELEMENTS // max(1, x_np.size)))
+  per_block = max(d for d in range(1, epochs + 1)
+                  if epochs % d == 0 and d <= target)
+  base = _seed_int(seed)
 
-  def batches(epoch):
-    idx = np.arange(n)
-    if shuffle:
-      rng = np.random.default_rng(base.spawn(epoch + 1)[-1])
-      idx = rng.permutation(n)
-    for i in range(0, n, batch_size):
-      j = idx[i:i + batch_size]
-      yield tf.constant(x_np[j]), tf.constant(y_np[j])
-  return batches, _check_n(n if num_examples is None else num_examples)
+  def order(epoch):
+    if not shuffle:
+      return np.arange(n)
+    return np.random.default_rng([base, epoch]).permutation(n)
+
+  def blocks():
+    for e0 in range(0, epochs, per_block):
+      idx, mask = [], []
+      for e in range(e0, e0 + per_block):
+        o = order(e)
+        pad = per_epoch * b - n
+        idx.append(np.concatenate([o, o[:pad]]).reshape(per_epoch, b))
+        m = np.ones(per_epoch * b, np.float32)
+        m[n:] = 0.
+        mask.append(m.reshape(per_epoch, b))
+      idx = np.concatenate(idx)
+      yield _Block((tf.constant(x_np[idx]), tf.constant(y_np[idx]),
+                    tf.constant(np.concatenate(mask))),
+                   list(range(e0, e0 + per_block)),
+                   [per_epoch * k for k in range(1, per_block + 1)])
+  return _Feeder(_check_n(n if num_examples is None else num_examples),
+                 blocks)
+
+
+def _dataset_feeder(model, dataset, y, num_examples, epochs) -> _Feeder:
+  if y is not None:
+    raise ValueError("vi.fit: pass y=None when x is a tf.data.Dataset of "
+                     "(x, y) batches.")
+  first = next(iter(dataset), None)
+  if first is None or len(first) != 2:
+    raise ValueError("vi.fit: the dataset must yield (x, y) batches.")
+  xb, out_shape = model.check_x(first[0])
+  model.check_y(first[1], int(xb.shape[0]), out_shape)
+  if num_examples is None:
+    num_examples = sum(int(tf.shape(b[0])[0]) for b in dataset)
+  dtype = model.dtype
+
+  def blocks():
+    # One step per call: a dataset streams, so its batches are not stacked.
+    for epoch in range(epochs):
+      batches = list(dataset)
+      for i, (xb, yb) in enumerate(batches):
+        yb = model.likelihood.check_y(np.asarray(yb), out_shape, dtype)
+        tensors = (tf.cast(xb, dtype)[None], tf.convert_to_tensor(yb)[None],
+                   tf.ones([1, int(tf.shape(xb)[0])], tf.float32))
+        last = i == len(batches) - 1
+        yield _Block(tensors, [epoch] if last else [], [1] if last else [])
+  return _Feeder(_check_n(num_examples), blocks)
 
 
 def _check_n(n) -> int:
