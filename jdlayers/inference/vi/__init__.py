@@ -15,8 +15,9 @@ from jdlayers.inference.vi._builders import (PartSpec, mean_field_normal,
 from jdlayers.inference.vi._elbo import ELBOTerms, elbo_terms
 from jdlayers.inference.vi._estimators import ESTIMATORS
 from jdlayers.inference.vi._fit import History, fit
+from jdlayers.inference.vi._io import load_surrogate, save_surrogate
 from jdlayers.inference.vi._surrogate import Surrogate, elementwise_kl
 
 __all__ = ["ELBOTerms", "ESTIMATORS", "History", "PartSpec", "Surrogate",
-           "elbo_terms", "elementwise_kl", "fit", "mean_field_normal",
-           "point_mass"]
+           "elbo_terms", "elementwise_kl", "fit", "load_surrogate",
+           "mean_field_normal", "point_mass", "save_surrogate"]
