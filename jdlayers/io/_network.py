@@ -88,8 +88,9 @@ def save_network(path: PathLike, distribution, network, *,
 
   Raises:
     TypeError: If the distribution cannot be saved (nothing is written).
-    ValueError: If `network` does not fit `distribution` (structure, event
-      shapes, sample dims or dtypes).
+    ValueError: If `network` does not fit `distribution` (layer types and
+      static configuration such as activations, event shapes, sample dims
+      or dtypes).
     FileExistsError: If `path` exists and `overwrite` is False.
 
   #### Example
@@ -103,13 +104,15 @@ def save_network(path: PathLike, distribution, network, *,
   ```
   """
   config = _config.to_config(distribution)
-  specs = _leaf_specs(_network_dist(distribution))
+  net_dist = _network_dist(distribution)
+  specs = _leaf_specs(net_dist)
   leaves = tf.nest.flatten(network)
   desc = _describe(distribution)
   if len(leaves) != len(specs):
     raise ValueError(f"save_network: the network has {len(leaves)} random "
                      f"tensors but {desc} has {len(specs)} "
                      f"({[s[0] for s in specs]}); was it sampled from it?")
+  _check_static(_template(net_dist), network, "", desc)
   arrays, sample_shape = {}, None
   for (name, event, dtype), leaf in zip(specs, leaves):
     arr = np.asarray(leaf)
@@ -170,9 +173,34 @@ def load_network(path: PathLike) -> Tuple[Any, Any]:
       raise _fail(path, f"array {name!r} has dtype {arrays[name].dtype} "
                   f"but the configuration implies {dtype.name}.")
     leaves.append(tf.convert_to_tensor(arrays[name]))
-  if isinstance(net_dist, _base.StaticLayer):
-    return dist, net_dist.layer
-  return dist, tf.nest.pack_sequence_as(net_dist.event_shape, leaves)
+  return dist, tf.nest.pack_sequence_as(_template(net_dist), leaves)
+
+
+def _template(dist):
+  """A value of `dist` with event shapes as leaves: its structure and static
+  configuration."""
+  if isinstance(dist, _base.StaticLayer):
+    return dist.layer
+  return dist.event_shape
+
+
+def _check_static(expected, got, prefix: str, desc: str) -> None:
+  """Raises unless `got` has the layer types and static configurations
+  (activations, strides, ...) of `expected`, which the leaves do not show."""
+  # pylint: disable-next=g-import-not-at-top
+  from jdlayers.compose import CompositeLayer
+  where = f"part {prefix.rstrip('/')!r} of the network" if prefix else (
+      "the network")
+  if type(got) is not type(expected) or (
+      getattr(got, "config", None) != expected.config):
+    raise ValueError(
+        f"save_network: {where} ({type(got).__name__}) has "
+        f"{getattr(got, 'config', None)!r:.200} but {desc} expects "
+        f"({type(expected).__name__}) {expected.config!r:.200}; save a "
+        "network with the distribution it was sampled from.")
+  if isinstance(expected, CompositeLayer):
+    for i, (e, g) in enumerate(zip(expected.layers, got.layers)):
+      _check_static(e, g, f"{prefix}{i}/", desc)
 
 
 def _rebuild(path, meta):

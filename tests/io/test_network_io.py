@@ -130,13 +130,23 @@ def test_network_that_does_not_fit_is_refused(tmp_path):
   with pytest.raises(ValueError, match="has 2 random tensors but"):
     io.save_network(tmp_path / "x.npz", net, jdl.Affine(2, 3).sample(seed=0))
   other = jdl.Sequential(jdl.Affine(2, 4), jdl.Affine(1, 2)).sample(seed=0)
-  with pytest.raises(ValueError, match="'0/weights' has shape .* event shape"):
+  with pytest.raises(ValueError, match=r"part '0' of the network \(AffineLayer\)"
+                     " has .*in_units=4.* expects .*in_units=3"):
     io.save_network(tmp_path / "x.npz", net, other)
   fs = net.sample(2, seed=0)
+  parts = tf.nest.flatten(fs)
+  wrong = tf.nest.pack_sequence_as(fs, [tf.zeros([2, 2, 4])] + parts[1:])
+  with pytest.raises(ValueError, match="'0/weights' has shape .* event shape"):
+    io.save_network(tmp_path / "x.npz", net, wrong)
   bad = tf.nest.pack_sequence_as(fs, [p[:1] if i == 3 else p for i, p in
                                       enumerate(tf.nest.flatten(fs))])
   with pytest.raises(ValueError, match="'1/bias' has sample dims"):
     io.save_network(tmp_path / "x.npz", net, bad)
+  relu = jdl.Sequential(jdl.Affine(2, 3, activation="relu"),
+                        jdl.Affine(1, 2)).sample(seed=0)
+  with pytest.raises(ValueError, match="part '0' of the network .*relu.* "
+                     "expects .*activation=None"):
+    io.save_network(tmp_path / "x.npz", net, relu)
   f64 = jdl.Sequential(jdl.Affine(2, 3, tf.float64),
                        jdl.Affine(1, 2, tf.float64)).sample(seed=0)
   with pytest.raises(ValueError, match="dtype float64"):
