@@ -6,10 +6,16 @@ All chains advance together (the layers carry the chain dim), inside one
 between chunks; one compiled function serves every chunk (the chunk length is
 a runtime argument). The seed of step `t` is `fold_in(seed, t)`, so the draws
 do not depend on how the run is chunked.
+
+With `checkpoint=path` the sampler saves its whole state every
+`checkpoint_every` steps (chunks end on those steps), atomically, and
+`resume=True` continues from that file: the resumed draws equal those of an
+uninterrupted run bit for bit (see `_checkpoint`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Callable, List, Optional, Sequence, Union
@@ -18,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from jdlayers.inference import _kernels
+from jdlayers.inference import _checkpoint, _kernels
 from jdlayers.layers._base import stateless_seed
 
 
@@ -39,17 +45,54 @@ class Sampler:
     init_scale: Shrink factor of the "shrunk" init.
     seed: Stateless seed (int or pair); the same seed gives the same draws.
     jit_compile: Compile the sampling loop with XLA.
-    chunk_size: Steps per compiled call (default: about 1/10 of the run).
+    chunk_size: Steps per compiled call (default: about 1/10 of the run,
+      or of `checkpoint_every`).
+    checkpoint: Path of a checkpoint file (a jdlayers file, e.g.
+      "run.ckpt.jdl.npz"), written atomically every `checkpoint_every` steps
+      and at the end.
+    checkpoint_every: Steps between checkpoints (default: every chunk).
+    resume: With a `checkpoint` file present, continue the run it holds
+      (after checking it was written with the same settings and data; with
+      `seed=None` its seed is used); without one, start afresh.
     **kernel_kwargs: Passed to `make_kernel` (step_size, num_leapfrog_steps,
       max_tree_depth, target_accept_prob, adaptation).
+
+  Attributes:
+    step: Steps done so far, warm-up included.
+    checkpoint_step: The step the checkpoint file holds (None before the
+      first write of a fresh run).
+    resumed_from: The step restored from `checkpoint` (None if fresh).
+    checkpoint_seconds: Wall time spent writing checkpoints (not included in
+      `wall_time`).
+
+  Raises:
+    ValueError: For invalid settings, or a checkpoint of another run.
+    FileExistsError: If `checkpoint` exists and `resume` is False.
+    jdlayers.io.FileFormatError: For a corrupted or invalid checkpoint.
+
+  #### Example
+
+  ```python
+  sampler = jdl.mcmc.Sampler(model.posterior(x, y), num_chains=4,
+                             num_results=500, num_burnin_steps=500, seed=0,
+                             checkpoint="run.ckpt.jdl.npz",
+                             checkpoint_every=100, resume=True)
+  result = sampler.run().result()   # after a crash, the same line resumes
+  ```
   """
 
   def __init__(self, posterior, *, num_chains: int, num_results: int,
                num_burnin_steps: int, kernel: str = "nuts",
                init: Union[str, Sequence] = "shrunk", init_scale: float = 0.1,
                seed=None, jit_compile: bool = True,
-               chunk_size: Optional[int] = None, **kernel_kwargs):
-    _check_counts(num_chains, num_results, num_burnin_steps, chunk_size)
+               chunk_size: Optional[int] = None, checkpoint=None,
+               checkpoint_every: Optional[int] = None, resume: bool = False,
+               **kernel_kwargs):
+    _check_counts(num_chains, num_results, num_burnin_steps, chunk_size,
+                  checkpoint_every)
+    saved = _open_checkpoint(checkpoint, checkpoint_every, resume)
+    if seed is None and saved is not None:
+      seed = saved[0]["fingerprint"].get("seed")
     self.posterior = posterior
     self.num_chains, self.num_results = num_chains, num_results
     self.num_burnin_steps = num_burnin_steps
@@ -63,6 +106,7 @@ class Sampler:
                              scale=init_scale)
     else:
       state = _check_init(posterior, init, num_chains)
+    self.init_state, self.init_scale = list(state), init_scale
     self.kernel_kwargs = dict(kernel_kwargs)
     self.adaptation = _kernels.resolve_adaptation(
         kernel_kwargs.get("adaptation", "auto"), num_burnin_steps)
@@ -74,13 +118,28 @@ class Sampler:
     self.kernel_results = self._kernel.bootstrap_results(self.state)
     self.step = 0
     total = num_burnin_steps + num_results
-    self.chunk_size = int(chunk_size or max(1, -(-total // 10)))
+    self.chunk_size = _chunk_size(chunk_size, total, checkpoint_every)
     self._draws: List[List[np.ndarray]] = []
     self._traces: List[_kernels.Trace] = []
     self.wall_time = 0.0
     self._run_chunk = tf.function(self._chunk, jit_compile=jit_compile,
                                   autograph=False)
     self.jit_compile = jit_compile
+    self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+    self.checkpoint_every = (int(checkpoint_every or self.chunk_size)
+                             if checkpoint is not None else None)
+    self.checkpoint_seconds = 0.0
+    self.checkpoint_step: Optional[int] = None
+    self.resumed_from: Optional[int] = None
+    self.fingerprint = None
+    if checkpoint is not None:
+      self.fingerprint = _checkpoint.fingerprint(self, init)
+    self._checkpoint_exists = saved is not None
+    if saved is not None:
+      _checkpoint.check_fingerprint(checkpoint, saved[0]["fingerprint"],
+                                    self.fingerprint)
+      _checkpoint.restore(self, checkpoint, *saved)
+      self.resumed_from = self.checkpoint_step = self.step
 
   @property
   def total_steps(self) -> int:
@@ -120,6 +179,10 @@ class Sampler:
           callback: Optional[Callable] = None) -> "Sampler":
     """Advances the chains by `num_steps` (default: to the end).
 
+    With a `checkpoint`, chunks end on multiples of `checkpoint_every`, where
+    the checkpoint is written (and at the end of the run). An interrupt
+    (Ctrl-C) leaves the last one intact.
+
     Args:
       num_steps: Steps to run now; stops early at the end of the run.
       progress: Print a progress line per chunk to stderr (True), stay quiet
@@ -134,6 +197,8 @@ class Sampler:
         self.total_steps, self.step + int(num_steps))
     while self.step < end:
       n = min(self.chunk_size, end - self.step)
+      if self.checkpoint_every:
+        n = min(n, self.checkpoint_every - self.step % self.checkpoint_every)
       t0 = time.perf_counter()
       state, kr, draws, tr = self._run_chunk(
           self.state, self.kernel_results, tf.constant(self.step, tf.int32),
@@ -144,6 +209,9 @@ class Sampler:
       self.state, self.kernel_results = list(state), kr
       self._store(draws, tr)
       self.step += n
+      if self.checkpoint is not None and (
+          self.done or self.step % self.checkpoint_every == 0):
+        self.write_checkpoint()
       info = self.progress_info(tr)
       if callable(progress):
         progress(info)
@@ -152,6 +220,25 @@ class Sampler:
       if callback is not None and self.step > self.num_burnin_steps:
         callback(self.result())
     return self
+
+  def write_checkpoint(self) -> str:
+    """Writes the checkpoint now (`run` does so every `checkpoint_every`).
+
+    Returns:
+      The checkpoint path.
+
+    Raises:
+      ValueError: If the sampler has no `checkpoint` path.
+    """
+    if self.checkpoint is None:
+      raise ValueError("Sampler: no `checkpoint` path was given.")
+    t0 = time.perf_counter()
+    # The first write refuses to clobber a file created since __init__.
+    path = _checkpoint.write(self, self.checkpoint,
+                             overwrite=self._checkpoint_exists)
+    self._checkpoint_exists, self.checkpoint_step = True, self.step
+    self.checkpoint_seconds += time.perf_counter() - t0
+    return path
 
   def _store(self, draws, tr):
     # Keep only post-warm-up states; keep the trace of every step.
@@ -201,7 +288,43 @@ def _print_progress(info: dict) -> None:
   print(line, file=sys.stderr, flush=True)
 
 
-def _check_counts(num_chains, num_results, num_burnin_steps, chunk_size):
+def _open_checkpoint(checkpoint, checkpoint_every, resume):
+  """Checks the checkpoint settings; returns a file to resume from, or None."""
+  if not isinstance(resume, bool):
+    raise ValueError(f"mcmc: `resume` must be True or False; got {resume!r}.")
+  if checkpoint is None:
+    if resume or checkpoint_every is not None:
+      raise ValueError("mcmc: `resume` and `checkpoint_every` need a "
+                       "`checkpoint` path.")
+    return None
+  path = os.fspath(checkpoint)
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"mcmc: the directory of checkpoint {path!r} does "
+                            "not exist.")
+  if not os.path.exists(path):
+    return None
+  if not resume:
+    raise FileExistsError(
+        f"mcmc: checkpoint {path!r} exists. Pass resume=True to continue the "
+        "run it holds, or delete it (or choose another `checkpoint` path) to "
+        "start afresh; it is never overwritten silently.")
+  return _checkpoint.read(path)
+
+
+def _chunk_size(chunk_size, total: int, every: Optional[int]) -> int:
+  if chunk_size:
+    return int(chunk_size)
+  default = max(1, -(-total // 10))
+  if not every:
+    return default
+  # Near-equal chunks that end on every multiple of `every`.
+  pieces = -(-every // default)
+  return -(-every // pieces)
+
+
+def _check_counts(num_chains, num_results, num_burnin_steps, chunk_size,
+                  checkpoint_every=None):
   for name, v, low in (("num_chains", num_chains, 1),
                        ("num_results", num_results, 1),
                        ("num_burnin_steps", num_burnin_steps, 0)):
@@ -211,6 +334,12 @@ def _check_counts(num_chains, num_results, num_burnin_steps, chunk_size):
                                  or chunk_size < 1):
     raise ValueError(f"mcmc: `chunk_size` must be an int >= 1; got "
                      f"{chunk_size!r}.")
+  if checkpoint_every is not None and (
+      isinstance(checkpoint_every, bool)
+      or not isinstance(checkpoint_every, (int, np.integer))
+      or checkpoint_every < 1):
+    raise ValueError(f"mcmc: `checkpoint_every` must be an int >= 1; got "
+                     f"{checkpoint_every!r}.")
 
 
 def _check_init(posterior, init, num_chains: int) -> List[tf.Tensor]:

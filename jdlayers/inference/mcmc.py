@@ -9,6 +9,9 @@ Two tiers:
   `model.posterior(x, y)` (target `log_prob` over flat state parts,
   `bijectors`, `init`), `make_kernel`, `trace`, and the `Sampler` that runs a
   kernel in chunks.
+
+Runs are durable: `sample(..., checkpoint=path, resume=True)` checkpoints and
+resumes bit-identically.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
            adaptation: str = "auto", step_size_jitter: float = 0.1,
            init: Union[str, Sequence] = "shrunk",
            init_scale: float = 0.1, seed=None, jit_compile: bool = True,
-           chunk_size: Optional[int] = None,
+           chunk_size: Optional[int] = None, checkpoint=None,
+           checkpoint_every: Optional[int] = None, resume: bool = False,
            progress: Union[bool, Callable] = True,
            callback: Optional[Callable] = None) -> MCMCResult:
   """Samples the posterior of `model` given `(x, y)` with HMC or NUTS.
@@ -70,6 +74,16 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
       draws.
     jit_compile: Compile the sampling loop with XLA (default True).
     chunk_size: Steps per compiled call; progress is shown per chunk.
+    checkpoint: Path of a checkpoint file. Every `checkpoint_every` steps
+      (and at the end) the whole sampler state is written there atomically:
+      chain states, kernel results (adapted step size and mass matrix
+      included), the step counter, draws and traces so far, and a fingerprint
+      of the settings and data.
+    checkpoint_every: Steps between checkpoints (default: every chunk).
+    resume: Continue from `checkpoint` if it exists (the fingerprint must
+      match; `seed=None` takes the checkpoint's seed), else start afresh. The
+      resumed run's draws equal an uninterrupted run's bit for bit. Without
+      `resume`, an existing `checkpoint` file raises `FileExistsError`.
     progress: True prints a line per chunk to stderr; False is quiet; a
       callable gets a dict per chunk.
     callback: `callback(partial_result)` after each chunk with draws.
@@ -77,10 +91,14 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
   Returns:
     An `MCMCResult` with states `[num_results, num_chains, ...]`. If the run
     is interrupted (Ctrl-C), the draws made so far are returned with
-    `result.complete == False` and a warning.
+    `result.complete == False` and a warning; the checkpoint, if any, holds
+    the last multiple of `checkpoint_every`.
 
   Raises:
-    TypeError, ValueError: For invalid data or settings, before sampling.
+    TypeError, ValueError: For invalid data or settings, before sampling, or
+      a `checkpoint` written by a run with other settings or data.
+    FileExistsError: If `checkpoint` exists and `resume` is False.
+    jdlayers.io.FileFormatError: For a corrupted or invalid checkpoint.
 
   #### Example
 
@@ -94,6 +112,10 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
                            num_results=200, num_burnin_steps=200, seed=0)
   print(result.diagnostics())
   band = result.predict(x).interval(0.9)
+  # Durable: rerunning this line after a crash continues where it stopped.
+  result = jdl.mcmc.sample(model, x, y.astype(np.float32), seed=0,
+                           checkpoint="run.ckpt.jdl.npz", checkpoint_every=100,
+                           resume=True)
   ```
   """
   posterior = model.posterior(x, y)
@@ -101,7 +123,8 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
       posterior, num_chains=num_chains, num_results=num_results,
       num_burnin_steps=num_burnin_steps, kernel=kernel, init=init,
       init_scale=init_scale, seed=seed, jit_compile=jit_compile,
-      chunk_size=chunk_size, step_size=step_size,
+      chunk_size=chunk_size, checkpoint=checkpoint,
+      checkpoint_every=checkpoint_every, resume=resume, step_size=step_size,
       num_leapfrog_steps=num_leapfrog_steps, max_tree_depth=max_tree_depth,
       target_accept_prob=target_accept_prob, adaptation=adaptation,
       step_size_jitter=step_size_jitter)
@@ -110,7 +133,12 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
   except KeyboardInterrupt:
     import warnings  # pylint: disable=g-import-not-at-top
     result = sampler.result()
+    note = ""
+    if sampler.checkpoint_step is not None:
+      note = (f" The checkpoint {sampler.checkpoint!r} holds step "
+              f"{sampler.checkpoint_step} of {sampler.total_steps}; pass "
+              "resume=True to continue from there.")
     warnings.warn(f"mcmc.sample interrupted: returning {result.num_draws} of "
-                  f"{num_results} draws (result.complete is False).")
+                  f"{num_results} draws (result.complete is False).{note}")
     return result
   return sampler.result()

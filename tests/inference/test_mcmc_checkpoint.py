@@ -1,0 +1,379 @@
+"""Checkpointed MCMC: a killed run resumes to exactly the uninterrupted draws.
+
+The central test SIGKILLs a sampling subprocess mid-run, resumes it in a
+second one and compares every draw and trace, bit for bit, with an
+uninterrupted run. The others pin the rules: an existing checkpoint is never
+overwritten without `resume=True`, a checkpoint of another run or a corrupted
+one is refused naming the file, and chunks end on checkpoint steps.
+"""
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import jdlayers as jdl
+from jdlayers import models
+from jdlayers.inference import _checkpoint, _kernels
+from jdlayers.io import _files
+
+# -- a real SIGKILL ----------------------------------------------------------
+
+SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    import numpy as np
+    import jdlayers as jdl
+    from jdlayers import models
+
+    mode, ckpt, out = sys.argv[1:4]
+    if mode == "resumed":   # started early; waits until the victim is dead
+      while not os.path.exists(ckpt + ".go"):
+        time.sleep(0.02)
+    x, y, kw = ARGS
+    steps = []
+
+    def progress(info):
+      steps.append(info["step"])
+      if mode == "killed":
+        # Slow enough to be killed mid-run; hangs at HANG_AT at the latest.
+        time.sleep(0.2 if info["step"] < HANG_AT else 600)
+
+    result = jdl.mcmc.sample(MODEL, x, y, checkpoint=ckpt, checkpoint_every=10,
+                             resume=mode == "resumed", progress=progress, **kw)
+    np.savez(out, *result.states, *result.trace, *result.warmup_trace)
+    with open(out + ".json", "w") as f:
+      json.dump(dict(steps=steps, draws=result.num_draws), f)
+""")
+SETUP = textwrap.dedent("""
+    import numpy as np
+    import jdlayers as jdl
+    from jdlayers import models
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, size=(20, 1)).astype(np.float32)
+    Y = (np.sin(2 * X) + 0.1 * rng.normal(size=X.shape)).astype(np.float32)
+    MODEL = models.Model(jdl.Sequential(jdl.Affine(8, 1, activation="tanh"),
+                                        jdl.Affine(1, 8)),
+                         models.Normal(scale=0.1))
+    ARGS = X, Y, dict(num_chains=2, num_results=60, num_burnin_steps=60,
+                      kernel="hmc", num_leapfrog_steps=3, seed=7,
+                      jit_compile=True)
+""")
+TOTAL, KILL_AFTER, HANG_AT = 120, 70, 90
+
+
+def _launch(tmp_path, mode, ckpt):
+  out = str(tmp_path / f"{mode}.npz")
+  with open(tmp_path / f"{mode}.log", "wb") as log:
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "run.py"), mode, ckpt, out],
+        stdout=log, stderr=subprocess.STDOUT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  proc.log_path, proc.out = log.name, out
+  return proc
+
+
+def _wait(proc, timeout=240):
+  rc = proc.wait(timeout)
+  with open(proc.log_path, encoding="utf-8", errors="replace") as f:
+    log = f.read()
+  assert rc == 0, f"subprocess failed ({rc}):\n{log[-3000:]}"
+  with open(proc.out + ".json", encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _checkpoint_step(path):
+  try:
+    return _files.read(path, "mcmc_checkpoint")[0]["step"]
+  except FileNotFoundError:
+    return None
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted_run(tmp_path):
+  (tmp_path / "run.py").write_text(
+      SETUP + SCRIPT.replace("HANG_AT", str(HANG_AT)))
+  ckpt = str(tmp_path / "run.ckpt.jdl.npz")
+  # Both children start now so that their TensorFlow imports overlap with
+  # each other and with the uninterrupted reference run computed here.
+  victim = _launch(tmp_path, "killed", ckpt)
+  resumer = _launch(tmp_path, "resumed", ckpt)
+  try:
+    setup = {}
+    exec(SETUP, setup)  # pylint: disable=exec-used
+    x, y, kw = setup["ARGS"]
+    ref = jdl.mcmc.sample(setup["MODEL"], x, y, progress=False, **kw)
+    deadline = time.monotonic() + 180
+    while (_checkpoint_step(ckpt) or 0) < KILL_AFTER:
+      assert victim.poll() is None, "the run ended before it was killed"
+      assert time.monotonic() < deadline, "no mid-run checkpoint appeared"
+      time.sleep(0.01)
+    os.kill(victim.pid, signal.SIGKILL)
+    assert victim.wait(60) == -signal.SIGKILL
+    killed_at = _checkpoint_step(ckpt)
+    assert KILL_AFTER <= killed_at <= HANG_AT and killed_at % 10 == 0
+    open(ckpt + ".go", "w").close()
+    resumed = _wait(resumer)
+  finally:
+    for proc in (victim, resumer):
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  # It continued from the checkpoint: no step run twice, none skipped.
+  assert resumed["steps"] == list(range(killed_at + 10, TOTAL + 1, 10))
+  assert resumed["draws"] == ref.num_draws == 60
+  with np.load(resumer.out) as got:
+    want = list(ref.states) + list(ref.trace) + list(ref.warmup_trace)
+    assert len(got.files) == len(want) == 4 + 12
+    for i, w in enumerate(want):
+      np.testing.assert_array_equal(got[f"arr_{i}"], w, err_msg=str(i))
+  assert _checkpoint_step(ckpt) == TOTAL
+
+
+# -- in-process resume -------------------------------------------------------
+
+def _data(n=12):
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+  return x, (np.sin(2 * x) + 0.1 * rng.normal(size=x.shape)).astype(np.float32)
+
+
+@functools.lru_cache(None)
+def _model(scale=0.1):
+  net = jdl.Sequential(jdl.Affine(3, 1, activation="tanh"), jdl.Affine(1, 3))
+  return models.Model(net, models.Normal(scale=scale))
+
+
+@functools.lru_cache(None)
+def _posterior():
+  return _model().posterior(*_data())
+
+
+SETTINGS = dict(num_chains=2, num_results=20, num_burnin_steps=20,
+                kernel="hmc", num_leapfrog_steps=3, seed=5,
+                jit_compile=False)
+
+
+def _sampler(path, model=None, data=None, **kw):
+  """A Sampler of SETTINGS; `model` a likelihood scale (default 0.1)."""
+  post = _posterior() if model is data is None else (
+      _model(model or 0.1).posterior(*(data or _data())))
+  args = dict(SETTINGS, checkpoint=path, checkpoint_every=10)
+  args.update(kw)
+  return jdl.mcmc.Sampler(post, **args)
+
+
+def _assert_same_run(a, b):
+  assert a.num_draws == b.num_draws
+  for sa, sb in zip(a.states, b.states):
+    np.testing.assert_array_equal(sa, sb)
+  for ta, tb in zip(a.trace + a.warmup_trace, b.trace + b.warmup_trace):
+    np.testing.assert_array_equal(ta, tb)
+
+
+@pytest.fixture(scope="module")
+def reference():
+  x, y = _data()
+  return jdl.mcmc.sample(_model(), x, y, progress=False, **SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory):
+  """A checkpoint at step 10 of 40, and its bytes."""
+  path = str(tmp_path_factory.mktemp("ckpt") / "partial.jdl.npz")
+  _sampler(path).run(13, progress=False)
+  with open(path, "rb") as f:
+    return path, f.read()
+
+
+def test_keyboard_interrupt_keeps_last_checkpoint_and_resume_is_exact(
+    tmp_path, reference):
+  path = str(tmp_path / "run.jdl.npz")
+  x, y = _data()
+  seen = []
+
+  def progress(info):
+    seen.append(info["step"])
+    if info["step"] >= 25:
+      raise KeyboardInterrupt
+
+  # resume=True without a file starts afresh.
+  with pytest.warns(UserWarning, match="holds step 20 of 40; pass resume=True"):
+    part = jdl.mcmc.sample(_model(), x, y, checkpoint=path, checkpoint_every=10,
+                           chunk_size=3, resume=True, progress=progress,
+                           **SETTINGS)
+  # Chunks of 3 end on every multiple of 10, where checkpoints are written.
+  assert seen == [3, 6, 9, 10, 13, 16, 19, 20, 23, 26]
+  assert part.num_draws == 6 and _checkpoint_step(path) == 20
+  resumed = jdl.mcmc.sample(_model(), x, y, checkpoint=path,
+                            checkpoint_every=10, resume=True, progress=False,
+                            **SETTINGS)
+  _assert_same_run(resumed, reference)
+  assert resumed.complete and _checkpoint_step(path) == 40
+
+
+def test_sampler_resumes_from_a_partial_run(partial, reference, tmp_path):
+  path = str(tmp_path / "copy.jdl.npz")
+  with open(path, "wb") as f:
+    f.write(partial[1])
+  sampler = _sampler(path, resume=True, seed=None)  # seed from the file
+  assert sampler.resumed_from == sampler.step == 10
+  assert sampler.checkpoint_every == 10 and sampler.chunk_size == 4
+  assert sampler.result().num_draws == 0
+  np.testing.assert_array_equal(sampler.full_trace().step_size,
+                                reference.warmup_trace.step_size[:10])
+  _assert_same_run(sampler.run(progress=False).result(), reference)
+  # A complete checkpoint resumes to the same result without sampling.
+  again = _sampler(path, resume=True)
+  assert again.done and again.resumed_from == 40
+  _assert_same_run(again.run(progress=lambda i: pytest.fail("sampled")).result(),
+                   reference)
+
+
+def test_existing_checkpoint_without_resume_is_never_overwritten(partial):
+  path, data = partial
+  with pytest.raises(FileExistsError, match=r"partial\.jdl\.npz.* exists\. "
+                     "Pass resume=True .* or delete it"):
+    _sampler(path)
+  with open(path, "rb") as f:
+    assert f.read() == data
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(num_results=30), "num_results: 20 in the checkpoint, 30 now"),
+    (dict(seed=6), r"seed: \[.*\] in the checkpoint"),
+    (dict(step_size=0.01), "step_size: None in the checkpoint, 0.01 now"),
+    (dict(kernel="nuts"), "kernel: 'hmc' in the checkpoint, 'nuts' now"),
+    (dict(jit_compile=True), "jit_compile: False in the checkpoint"),
+    (dict(data=(_data()[0], _data()[1] + 1.)), "y_sha256"),
+    (dict(model=0.2),
+     r"the model \(log density at the initial state\)"),
+])
+def test_checkpoint_of_another_run_is_refused(partial, change, match):
+  path = partial[0]
+  with pytest.raises(ValueError, match="partial.jdl.npz: this checkpoint "
+                     "belongs to a different run") as info:
+    _sampler(path, resume=True, **change)
+  assert info.match(match)
+  assert "delete the file" in str(info.value)
+
+
+def test_fingerprint_covers_every_setting_and_names_each_difference():
+  sampler = _sampler(None, checkpoint_every=None)
+  assert sampler.checkpoint_every is None and sampler.chunk_size == 4
+  fp = _checkpoint.fingerprint(sampler, "shrunk")
+  assert sorted(fp) == sorted([
+      "adaptation", "dtype", "init", "init_scale", "jit_compile", "kernel",
+      "log_prob_at_init", "max_tree_depth", "model", "num_burnin_steps",
+      "num_chains", "num_leapfrog_steps", "num_results", "parts", "seed",
+      "step_size", "step_size_jitter", "target_accept_prob", "x_sha256",
+      "y_sha256"])
+  assert fp["parts"][0] == ["0/weights", [2, 3, 1]]
+  other = dict(fp, num_chains=3, init="prior", step_size_jitter=0.2)
+  with pytest.raises(ValueError, match="f.npz: .*init: 'shrunk' in the "
+                     "checkpoint, 'prior' now; num_chains: 2 in the "
+                     "checkpoint, 3 now; step_size_jitter: 0.1 in"):
+    _checkpoint.check_fingerprint("f.npz", fp, other)
+  _checkpoint.check_fingerprint("f.npz", fp, dict(fp))
+
+
+def _tamper(src, dst, drop_kr=False, kind="mcmc_checkpoint"):
+  meta, arrays = _files.read(src, "mcmc_checkpoint")
+  for k in ("format", "version", "kind"):
+    meta.pop(k)
+  if drop_kr:
+    arrays.pop(f"kr_{meta['num_kernel_results'] - 1}")
+    meta["num_kernel_results"] -= 1
+  _files.write(dst, kind, meta, arrays)
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("garbage", "not a jdlayers file"),
+    ("truncated", "not a jdlayers file|truncated or corrupted"),
+    ("kernel_results", "holds 5[0-9] kernel-result tensors but this kernel "
+     "has 5[0-9]"),
+    ("kind", "holds a 'mcmc_result', expected 'mcmc_checkpoint'"),
+])
+def test_corrupted_checkpoint_names_the_file(partial, tmp_path, damage, match):
+  path = str(tmp_path / "bad.jdl.npz")
+  if damage == "garbage":
+    with open(path, "wb") as f:
+      f.write(b"\x00not a checkpoint" * 50)
+  elif damage == "truncated":
+    with open(path, "wb") as f:
+      f.write(partial[1][:len(partial[1]) // 2])
+  else:
+    _tamper(partial[0], path, drop_kr=damage == "kernel_results",
+            kind="mcmc_result" if damage == "kind" else "mcmc_checkpoint")
+  with pytest.raises(_files.FileFormatError, match="bad.jdl.npz: ") as info:
+    _sampler(path, resume=True)
+  assert info.match(match)
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(checkpoint=None, resume=True), ValueError,
+     "`resume` and `checkpoint_every` need a `checkpoint` path"),
+    (dict(checkpoint=None, checkpoint_every=10), ValueError,
+     "need a `checkpoint` path"),
+    (dict(checkpoint_every=0), ValueError,
+     "`checkpoint_every` must be an int >= 1; got 0"),
+    (dict(resume="yes"), ValueError, "`resume` must be True or False"),
+    (dict(checkpoint="/no/such/dir/run.jdl.npz"), FileNotFoundError,
+     "the directory of checkpoint"),
+])
+def test_bad_checkpoint_settings_fail_before_sampling(tmp_path, kw, error,
+                                                      match):
+  kw.setdefault("checkpoint", str(tmp_path / "c.jdl.npz"))
+  with pytest.raises(error, match=match):
+    _sampler(kw.pop("checkpoint"), **kw)
+
+
+def test_chunks_end_on_checkpoint_steps(tmp_path):
+  from jdlayers.inference._sampler import _chunk_size  # pylint: disable=g-import-not-at-top
+  assert _chunk_size(None, 1000, None) == 100
+  assert _chunk_size(None, 1000, 250) == 84     # 84 + 84 + 82
+  assert _chunk_size(None, 1000, 50) == 50
+  assert _chunk_size(7, 1000, 50) == 7          # 7 * 7, then 1
+  sampler = _sampler(str(tmp_path / "c.jdl.npz"), checkpoint_every=None)
+  assert sampler.checkpoint_every == sampler.chunk_size == 4
+
+
+def test_windowed_kernel_results_round_trip():
+  """Mass-matrix state (a composite momentum distribution) packs back."""
+  post = _posterior()
+  state = post.init(2, seed=1)
+  kernel = _kernels.make_kernel(post.log_prob, post.bijectors, state,
+                                kernel="hmc", num_adaptation_steps=100,
+                                adaptation="windowed")
+  results = kernel.bootstrap_results(state)
+  leaves = [a + (1 if a.dtype.kind in "iu" else 0.5) if a.dtype.kind != "b"
+            else a for a in _checkpoint.flatten_results(results)]
+  packed = _checkpoint.unflatten_results("p", results, leaves)
+  tf.nest.assert_same_structure(results, packed, expand_composites=True)
+  for a, b in zip(leaves, _checkpoint.flatten_results(packed)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(_files.FileFormatError, match="p: kernel-result tensor "
+                     "0 is float64"):
+    _checkpoint.unflatten_results(
+        "p", results, [leaves[0].astype(np.float64)] + leaves[1:])
+
+
+@pytest.mark.slow
+def test_windowed_adaptation_resumes_exactly(tmp_path):
+  x, y = _data()
+  kw = dict(SETTINGS, num_burnin_steps=100, num_results=10,
+            adaptation="windowed", progress=False)
+  ref = jdl.mcmc.sample(_model(), x, y, **kw)
+  path = str(tmp_path / "w.jdl.npz")
+  _sampler(path, **{k: v for k, v in kw.items() if k != "progress"},
+           checkpoint_every=30).run(75, progress=False)
+  assert _checkpoint_step(path) == 60
+  _assert_same_run(jdl.mcmc.sample(_model(), x, y, checkpoint=path,
+                                   resume=True, checkpoint_every=30, **kw), ref)
