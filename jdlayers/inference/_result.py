@@ -1,12 +1,15 @@
 """`MCMCResult`: posterior draws as callable networks, prediction, diagnostics.
 
-Every array has leading dims `[draws, chains]`.
+Every array has leading dims `[draws, chains]`. `MCMCResult.save` and
+`load_result` keep a result in a pickle-free jdlayers file (`jdlayers.io`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence, Tuple
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -14,6 +17,9 @@ import tensorflow as tf
 from jdlayers import diagnostics
 from jdlayers.inference import _kernels
 from jdlayers.inference._predictive import Predictive, predict
+from jdlayers.io import _files
+
+KIND = "mcmc_result"
 
 
 @dataclasses.dataclass
@@ -51,7 +57,7 @@ def _fmt(v):
 
 
 class MCMCResult:
-  """Result of `jdlayers.mcmc.sample`.
+  """Result of `jdlayers.mcmc.sample`; `save` it, `load_result` it back.
 
   Attributes:
     posterior: The `Posterior` sampled.
@@ -223,6 +229,60 @@ class MCMCResult:
       kwargs["observed_data"] = {"y": np.asarray(post.y)}
     return arviz.from_dict(**kwargs)
 
+  # -- files --------------------------------------------------------------
+  def save(self, path, overwrite: bool = False) -> str:
+    """Saves the result to a pickle-free jdlayers file, atomically.
+
+    The file holds the states `[draws, chains, ...]`, both traces, the seed,
+    kernel, adaptation, wall time, `x` and `y`, the part names, the
+    diagnostics table (metadata `"diagnostics"`, JSON; None below 4 draws)
+    and the model's
+    configuration when `jdlayers.io` can serialise it; otherwise
+    `load_result` needs the model passed in.
+
+    Args:
+      path: Destination, e.g. "run.jdl.npz".
+      overwrite: Replace an existing file.
+
+    Returns:
+      The path written.
+
+    Raises:
+      FileExistsError: If `path` exists and `overwrite` is False.
+
+    #### Example
+
+    ```python
+    result.save("run.jdl.npz")
+    same = jdl.mcmc.load_result("run.jdl.npz")
+    same.predict(x).mean
+    ```
+    """
+    from jdlayers.inference import _checkpoint  # pylint: disable=g-import-not-at-top
+    post = self.posterior
+    arrays = {f"state_{i}": np.asarray(s) for i, s in enumerate(self.states)}
+    arrays.update(_checkpoint.trace_arrays("trace_", self.trace))
+    arrays.update(_checkpoint.trace_arrays("warmup_", self.warmup_trace))
+    arrays.update(x=post.x.numpy(), y=post.y.numpy(), seed=self.seed)
+    config, why = _model_config(post.model)
+    meta = dict(kernel=self.kernel, adaptation=self.adaptation,
+                seconds=self.seconds, num_results=self.num_results,
+                num_draws=self.num_draws, num_chains=self.num_chains,
+                num_warmup=int(len(self.warmup_trace.step_size)),
+                complete=self.complete, part_names=self.part_names,
+                dtype=post.model.dtype.name,
+                seed=[int(s) for s in np.ravel(self.seed)],
+                diagnostics=self._diagnostics_meta(), model=config,
+                model_error=why)
+    return _files.write(path, KIND, meta, arrays, overwrite=overwrite)
+
+  def _diagnostics_meta(self) -> Optional[dict]:
+    try:
+      d = self.diagnostics()
+    except ValueError:  # too few draws (R-hat and ESS need 4)
+      return None
+    return dict(rows=[_plain(r) for r in d.rows], stats=_plain(d.stats))
+
   def __repr__(self) -> str:
     status = "" if self.complete else f" (incomplete: {self.num_draws}/" \
         f"{self.num_results})"
@@ -230,3 +290,109 @@ class MCMCResult:
             f"{self.num_chains} chains, {len(self.states)} parts, accept "
             f"{self.acceptance_rate:.2f}, divergences {self.num_divergences}"
             f"{status}>")
+
+
+def _plain(d: dict) -> dict:
+  return {k: v if isinstance(v, (str, bool, type(None))) else
+          (int(v) if isinstance(v, (int, np.integer)) else float(v))
+          for k, v in d.items()}
+
+
+def _model_config(model) -> Tuple[Optional[dict], Optional[str]]:
+  """`(to_config(model), None)`, or `(None, why)` if it cannot be saved."""
+  try:
+    from jdlayers.io._config import to_config  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    return None, f"jdlayers.io cannot serialise models here ({e})"
+  try:
+    config = to_config(model)
+    json.dumps(config, allow_nan=True)
+  except TypeError as e:
+    return None, str(e)
+  return config, None
+
+
+def load_result(path, model=None) -> MCMCResult:
+  """Loads an `MCMCResult` saved with `MCMCResult.save`.
+
+  Args:
+    path: The file.
+    model: The `jdlayers.models.Model` that was sampled. Needed when the file
+      holds no model configuration (the model could not be serialised, e.g.
+      a `Lambda` of an unregistered function); otherwise it replaces the
+      saved one (its parts must match the saved states, and a configuration
+      that differs from the saved one gives a warning).
+
+  Returns:
+    The result, with the same states, traces and predictions as the saved
+    one.
+
+  Raises:
+    FileNotFoundError: If `path` does not exist.
+    jdlayers.io.FileFormatError: For a corrupted file, another kind, a newer
+      format version, or states whose names or shapes disagree with the
+      model.
+    ValueError: If the file holds no model and `model` is None.
+
+  #### Example
+
+  ```python
+  result = jdl.mcmc.load_result("run.jdl.npz")
+  print(result.diagnostics())
+  band = result.predict(x_new).interval(0.9)
+  ```
+  """
+  meta, arrays = _files.read(path, KIND)
+  for key in ("kernel", "adaptation", "seconds", "num_results", "num_draws",
+              "num_chains", "num_warmup", "part_names"):
+    if key not in meta:
+      raise _files.FileFormatError(f"{os.fspath(path)}: metadata lacks "
+                                   f"{key!r}.")
+  for key in ("x", "y", "seed"):
+    if key not in arrays:
+      raise _files.FileFormatError(f"{os.fspath(path)}: missing array "
+                                   f"{key!r}.")
+  if model is None:
+    if meta.get("model") is None:
+      raise ValueError(
+          f"{os.fspath(path)}: the file holds no model configuration (at "
+          f"save: {meta.get('model_error')}); pass the model that was "
+          "sampled: load_result(path, model=...).")
+    from jdlayers.io._config import from_config  # pylint: disable=g-import-not-at-top
+    model = from_config(meta["model"])
+  elif meta.get("model") is not None:
+    config, _ = _model_config(model)
+    if config is not None and json.loads(json.dumps(config)) != meta["model"]:
+      import warnings  # pylint: disable=g-import-not-at-top
+      warnings.warn(f"{os.fspath(path)}: the model passed differs from the "
+                    "one saved with the result; the loaded result uses the "
+                    "model passed.")
+  post = model.posterior(arrays["x"], arrays["y"])
+  names = list(meta["part_names"])
+  if post.part_names != names:
+    raise _files.FileFormatError(
+        f"{os.fspath(path)}: the file holds parts {names} but the model has "
+        f"{post.part_names}.")
+  d, c, w = (int(meta[k]) for k in ("num_draws", "num_chains", "num_warmup"))
+  ref = post.init(1, seed=0)
+  expected = {f"state_{i}": (d, c) + tuple(p.shape[1:])
+              for i, p in enumerate(ref)}
+  from jdlayers.inference import _checkpoint  # pylint: disable=g-import-not-at-top
+  expected.update(_checkpoint.trace_shapes("trace_", d, c))
+  expected.update(_checkpoint.trace_shapes("warmup_", w, c))
+  _files.check_shapes(path, arrays, expected)
+  states = []
+  for i, p in enumerate(ref):
+    s = arrays[f"state_{i}"]
+    if s.dtype != p.dtype.as_numpy_dtype:
+      raise _files.FileFormatError(
+          f"{os.fspath(path)}: part {names[i]!r} is {s.dtype} but the model's "
+          f"is {p.dtype.name}.")
+    states.append(s)
+  return MCMCResult(
+      post, states, _checkpoint.trace_from_arrays("trace_", arrays),
+      _checkpoint.trace_from_arrays("warmup_", arrays),
+      kernel=meta["kernel"], adaptation=meta["adaptation"],
+      seed=arrays["seed"], seconds=meta["seconds"],
+      num_results=meta["num_results"],
+      final_state=[tf.constant(s[-1]) for s in states] if d else None)

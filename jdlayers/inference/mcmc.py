@@ -11,7 +11,8 @@ Two tiers:
   kernel in chunks.
 
 Runs are durable: `sample(..., checkpoint=path, resume=True)` checkpoints and
-resumes bit-identically.
+resumes bit-identically, `MCMCResult.save(path)` and `load_result(path)` keep
+results in a pickle-free file.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import Callable, Optional, Sequence, Union
 from jdlayers.inference._kernels import (ADAPTATIONS, KERNELS, Trace,
                                          make_kernel, trace)
 from jdlayers.inference._predictive import Predictive
-from jdlayers.inference._result import Diagnostics, MCMCResult
+from jdlayers.inference._result import Diagnostics, MCMCResult, load_result
 from jdlayers.inference._sampler import Sampler
 
 __all__ = [
     "ADAPTATIONS", "Diagnostics", "KERNELS", "MCMCResult", "Predictive",
-    "Sampler", "Trace", "make_kernel", "sample", "trace",
+    "Sampler", "Trace", "load_result", "make_kernel", "sample", "trace",
 ]
 
 
@@ -116,6 +117,7 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
   result = jdl.mcmc.sample(model, x, y.astype(np.float32), seed=0,
                            checkpoint="run.ckpt.jdl.npz", checkpoint_every=100,
                            resume=True)
+  result.save("run.jdl.npz")
   ```
   """
   posterior = model.posterior(x, y)
