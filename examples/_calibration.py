@@ -162,9 +162,9 @@ def reliability_diagram(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]],
   Returns:
     `path`, as a `pathlib.Path`.
   """
-  import matplotlib  # pylint: disable=import-outside-toplevel
+  import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   path = pathlib.Path(path)
   fig, (ax, hist) = plt.subplots(
@@ -190,7 +190,7 @@ def reliability_diagram(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]],
   ax.set_ylim(0, 1.02)
   ax.set_ylabel("accuracy in bin")
   ax.set_title(title, fontsize=11)
-  ax.legend(fontsize=8, frameon=False, loc="upper left")
+  ax.legend(fontsize=8, frameon=False, loc="lower right")
   hist.set_yscale("log")
   hist.set_xlabel("top-label confidence")
   hist.set_ylabel("fraction")

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -68,3 +69,25 @@ def test_hmc_diabetes_smoke_reports_baseline_and_bnn(tmp_path):
   stdout = _run_example("hmc_diabetes", tmp_path)
   assert "linear regression (OLS predictive)" in stdout
   assert "BNN, NUTS" in stdout and "test NLL" in stdout
+
+
+
+def test_vi_digits_cnn_smoke_reports_both_models_and_writes_png(tmp_path):
+  pytest.importorskip("sklearn")
+  out = tmp_path / "figs"
+  out.mkdir()
+  user_file = out / "vi_digits_cnn_reliability.png"
+  user_file.write_bytes(b"user data")
+  stdout = _run_example("vi_digits_cnn", tmp_path, "--out-dir", str(out))
+  # The user's file is kept; the figure gets a numbered name.
+  assert user_file.read_bytes() == b"user data"
+  png = out / "vi_digits_cnn_reliability-1.png"
+  assert png.read_bytes()[:8] == PNG_MAGIC
+  for needle in ("Bayesian CNN (VI", "deterministic CNN", "test acc",
+                 "test NLL", "ECE", f"wrote {png}"):
+    assert needle in stdout
+  # One table row per model: accuracy %, NLL, ECE %, seconds.
+  row = re.compile(r"^(Bayesian CNN \(VI.*\)|deterministic CNN)\s+"
+                   r"[\d.]+%\s+[\d.]+\s+[\d.]+%\s+[\d.]+$")
+  rows = [l for l in stdout.splitlines() if row.match(l)]
+  assert len(rows) == 2, stdout

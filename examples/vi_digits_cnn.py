@@ -1,0 +1,224 @@
+"""A Bayesian CNN fitted by variational inference on the 8x8 digits.
+
+The network is `Conv2D(16, 3x3) - MaxPool - Conv2D(32, 3x3) - MaxPool -
+Flatten - Affine(10)` (ReLU, "same" padding) with a `Categorical`
+likelihood. Every kernel and bias has a mean-field normal posterior,
+fitted with `jdlayers.vi.fit` (Flipout estimator, Adam, the per-example
+negative ELBO `mean NLL + KL / N`). Its test predictions average the class
+probabilities of `--samples` networks drawn from the posterior.
+
+For comparison, a deterministic Keras 3 CNN with the same layers is trained
+with Adam on cross-entropy, early-stopped on a validation split of the
+training set. The script prints test accuracy, NLL and expected calibration
+error (ECE, 15 equal-width bins of top-label confidence) for both, and
+writes a reliability diagram with both models.
+
+Results on the test set, mean over training seeds 0-4 (accuracy range
+97.6-98.0% for the ELBO; about 30 s a run on a 2-core CPU):
+
+  model                          accuracy   NLL     ECE (range)
+  Bayesian CNN, ELBO (default)   97.7%      0.119   6.1% (4.9-7.6)
+  Bayesian CNN, --kl-weight 0.1  98.4%      0.052   1.9% (1.2-2.8)
+  deterministic CNN              98.0%      0.065   1.3% (0.8-1.8)
+
+With the ELBO the mean-field posterior is wide (KL / N is about 1 nat per
+example for ~6k weights and 1347 images) and the predictive is
+*under*-confident: accurate, but its ECE is several times the deterministic
+network's. Down-weighting the KL (a tempered posterior, no longer Bayes'
+rule) gives the best accuracy and NLL of the three, but its ECE is still
+slightly above the deterministic CNN's, which is already well calibrated on
+this data with early stopping. Prior, epochs, learning rate and KL weight
+were chosen on a validation split of the training set, not on the test set.
+
+Data: scikit-learn's bundled `load_digits` (1797 images, 8x8, 16 grey
+levels scaled to [0, 1]), split once into 1347 training and 450 test
+images, stratified by class (`random_state=0`; `--seed` changes the
+training seed only).
+
+Usage:
+  python examples/vi_digits_cnn.py [--epochs E] [--lr LR] [--samples S]
+      [--estimator flipout|reparam|local] [--kl-weight W] [--xla] [--seed N]
+      [--out-dir DIR] [--overwrite] [--smoke]
+
+The figure goes to `DIR/vi_digits_cnn_reliability.png`; an existing file is
+kept unless `--overwrite` is given (a numbered name is used instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TFP warns about GPU TensorFloat-32 at import; irrelevant here.
+warnings.filterwarnings("ignore", message="TensorFloat-32")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+import jdlayers as jdl  # noqa: E402
+from jdlayers.inference import vi  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _calibration  # noqa: E402
+import _common  # noqa: E402
+
+FIGURE = "vi_digits_cnn_reliability.png"
+NUM_TEST = 450
+SPLIT_SEED = 0
+
+
+def load_data():
+  """Digits as float32 `[N, 8, 8, 1]` in [0, 1] and int32 labels `[N]`.
+
+  Returns:
+    `(x_train, y_train, x_test, y_test)`: a fixed stratified 1347/450 split.
+  """
+  digits = load_digits()
+  x = (digits.images / 16.).astype(np.float32)[..., None]
+  y = digits.target.astype(np.int32)
+  x_tr, x_te, y_tr, y_te = train_test_split(
+      x, y, test_size=NUM_TEST, stratify=y, random_state=SPLIT_SEED)
+  return x_tr, y_tr, x_te, y_te
+
+
+def build_bnn(prior=None) -> jdl.models.Model:
+  """The Bayesian CNN: `[N, 8, 8, 1]` images -> 10 class logits."""
+  kw = {} if prior is None else {"prior": prior}
+  net = jdl.Sequential(
+      jdl.Conv2D(16, 3, 1, activation="relu", **kw),   # -> [N, 8, 8, 16]
+      jdl.MaxPool2D(2),                                # -> [N, 4, 4, 16]
+      jdl.Conv2D(32, 3, 16, activation="relu", **kw),  # -> [N, 4, 4, 32]
+      jdl.MaxPool2D(2),                                # -> [N, 2, 2, 32]
+      jdl.Flatten(),                                   # -> [N, 128]
+      jdl.Affine(10, 128, **kw),                       # -> [N, 10]
+  )
+  return jdl.models.Model(net, jdl.models.Categorical())
+
+
+def build_deterministic(seed: int):
+  """The same layers as `build_bnn`, as a plain Keras 3 model (logits)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(seed)
+  return keras.Sequential([
+      keras.Input((8, 8, 1)),
+      keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+      keras.layers.MaxPool2D(2),
+      keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+      keras.layers.MaxPool2D(2),
+      keras.layers.Flatten(),
+      keras.layers.Dense(10),
+  ])
+
+
+def fit_deterministic(x, y, *, epochs: int, learning_rate: float, seed: int):
+  """Adam on cross-entropy, early stopping on a 15% validation split.
+
+  Returns:
+    `(predict_probs, epochs_run)`: `predict_probs(x) -> [N, 10]` softmax.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  model = build_deterministic(seed)
+  model.compile(keras.optimizers.Adam(learning_rate),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  stop = keras.callbacks.EarlyStopping(patience=15, restore_best_weights=True)
+  hist = model.fit(x, y, batch_size=64, epochs=epochs, validation_split=0.15,
+                   callbacks=[stop], verbose=0)
+
+  def predict_probs(xs):
+    return tf.nn.softmax(model.predict(xs, verbose=0)).numpy()
+  return predict_probs, len(hist.history["loss"])
+
+
+def metrics(probs, labels) -> dict:
+  return {"accuracy": _calibration.accuracy(probs, labels),
+          "nll": _calibration.nll(probs, labels),
+          "ece": _calibration.ece(probs, labels)}
+
+
+def table(rows) -> str:
+  lines = [f"{'model':28s} {'test acc':>9s} {'test NLL':>9s} {'ECE':>7s} "
+           f"{'train s':>8s}"]
+  for name, m, sec in rows:
+    lines.append(f"{name:28s} {100 * m['accuracy']:8.2f}% {m['nll']:9.4f} "
+                 f"{100 * m['ece']:6.2f}% {sec:8.1f}")
+  return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--epochs", default=200, type=int,
+                 help="VI epochs (the deterministic CNN early-stops)")
+  p.add_argument("--lr", default=3e-3, type=float, help="Adam learning rate")
+  p.add_argument("--samples", default=100, type=int,
+                 help="posterior networks averaged for the predictive")
+  p.add_argument("--estimator", default="flipout", choices=vi.ESTIMATORS)
+  p.add_argument("--kl-weight", default=1.0, type=float,
+                 help="multiplies KL / N in the loss: 1 (default) is the "
+                 "ELBO; < 1 tempers the posterior (no longer Bayes' rule)")
+  p.add_argument("--xla", action="store_true",
+                 help="compile the VI step with XLA (on CPU the compile "
+                 "takes longer than this whole training run)")
+  p.add_argument("--seed", default=0, type=int)
+  p.add_argument("--out-dir", default="out", type=pathlib.Path)
+  p.add_argument("--overwrite", action="store_true",
+                 help=f"replace an existing DIR/{FIGURE}")
+  p.add_argument("--smoke", action="store_true", help="tiny run, for CI")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  start = time.perf_counter()
+  x_tr, y_tr, x_te, y_te = load_data()
+  epochs, det_epochs, samples = ((3, 3, 10) if args.smoke else
+                                 (args.epochs, 300, args.samples))
+  print(f"jdlayers {jdl.__version__}: digits {len(x_tr)} train / "
+        f"{len(x_te)} test; VI ({args.estimator}) {epochs} epochs, "
+        f"{samples} posterior samples")
+
+  t0 = time.perf_counter()
+  q = vi.fit(build_bnn(), x_tr, y_tr, estimator=args.estimator,
+             epochs=epochs, batch_size=64, learning_rate=args.lr,
+             kl_weight=args.kl_weight, seed=args.seed, jit_compile=args.xla,
+             progress=False)
+  bnn_probs = np.asarray(q.predict(x_te, num_samples=samples,
+                                   seed=args.seed).mean)
+  bnn_s = time.perf_counter() - t0
+  h = q.history
+  print(f"VI: final loss {h.loss[-1]:.3f} = NLL {h.nll[-1]:.3f} + KL/N "
+        f"{h.kl[-1] / len(x_tr):.3f}; first epoch {h.seconds[0]:.1f} s, then "
+        f"{np.median(h.seconds[1:] or h.seconds):.3f} s/epoch")
+
+  t0 = time.perf_counter()
+  det_predict, det_ran = fit_deterministic(
+      x_tr, y_tr, epochs=det_epochs, learning_rate=args.lr, seed=args.seed)
+  det_probs = det_predict(x_te)
+  det_s = time.perf_counter() - t0
+  print(f"deterministic CNN: {det_ran} epochs (early stopping on a 15% "
+        f"validation split, at most {det_epochs})")
+
+  bnn, det = metrics(bnn_probs, y_te), metrics(det_probs, y_te)
+  print()
+  print(table([(f"Bayesian CNN (VI, {samples} samples)", bnn, bnn_s),
+               ("deterministic CNN", det, det_s)]))
+  print()
+  args.out_dir.mkdir(parents=True, exist_ok=True)
+  path = _common.free_path(args.out_dir, FIGURE, args.overwrite)
+  _calibration.reliability_diagram(
+      {"Bayesian CNN (VI)": (bnn_probs, y_te),
+       "deterministic CNN": (det_probs, y_te)}, path,
+      title="8x8 digits, test set: reliability")
+  print(f"wrote {path}")
+  print(f"done in {time.perf_counter() - start:.1f} s")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
