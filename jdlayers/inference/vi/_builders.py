@@ -91,26 +91,11 @@ def mean_field_normal(loc_stddev: float = 0.1,
                        builders={"bias": jdl.vi.mean_field_normal(0.01)})
   ```
   """
-
-  def build(spec: PartSpec, make_variable):
-    loc = make_variable("loc", spec.shape,
-                        _init_normal(spec, 0., loc_stddev, 1))
-    rho = make_variable("untransformed_scale", spec.shape,
-                        _init_normal(spec, untransformed_scale_mean,
-                                     untransformed_scale_stddev, 2))
-    eps = float(np.finfo(spec.dtype.as_numpy_dtype).eps)
-    ndims = len(spec.shape)
-
-    def make():
-      base = tfd.Independent(
-          tfd.Normal(tf.convert_to_tensor(loc),
-                     eps + tf.nn.softplus(tf.convert_to_tensor(rho))),
-          reinterpreted_batch_ndims=ndims)
-      if _is_identity(spec.bijector):
-        return base
-      return tfd.TransformedDistribution(base, spec.bijector)
-    return make
-  return build
+  return MeanFieldNormal(loc_stddev=float(loc_stddev),
+                         untransformed_scale_mean=float(
+                             untransformed_scale_mean),
+                         untransformed_scale_stddev=float(
+                             untransformed_scale_stddev))
 
 
 def point_mass(loc_stddev: float = 0.1) -> Builder:
@@ -124,10 +109,67 @@ def point_mass(loc_stddev: float = 0.1) -> Builder:
   Returns:
     A builder.
   """
+  return PointMass(loc_stddev=float(loc_stddev))
 
-  def build(spec: PartSpec, make_variable):
+
+class _NamedBuilder:
+  """A built-in builder: callable as `builder(spec, make_variable)`, with a
+  JSON config (`get_config`) so that Keras layers can save it."""
+
+  name = ""
+
+  def __init__(self, **config):
+    self._config = config
+
+  def get_config(self) -> dict:
+    """The factory's keyword arguments."""
+    return dict(self._config)
+
+  def __eq__(self, other) -> bool:
+    return type(self) is type(other) and self._config == other._config
+
+  def __hash__(self) -> int:
+    return hash((self.name, tuple(sorted(self._config.items()))))
+
+  def __repr__(self) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+    return f"jdlayers.vi.{self.name}({args})"
+
+
+class MeanFieldNormal(_NamedBuilder):
+  """The builder `mean_field_normal(...)` returns."""
+
+  name = "mean_field_normal"
+
+  def __call__(self, spec: PartSpec, make_variable):
+    c = self._config
     loc = make_variable("loc", spec.shape,
-                        _init_normal(spec, 0., loc_stddev, 1))
+                        _init_normal(spec, 0., c["loc_stddev"], 1))
+    rho = make_variable("untransformed_scale", spec.shape,
+                        _init_normal(spec, c["untransformed_scale_mean"],
+                                     c["untransformed_scale_stddev"], 2))
+    eps = float(np.finfo(spec.dtype.as_numpy_dtype).eps)
+    ndims = len(spec.shape)
+
+    def make():
+      base = tfd.Independent(
+          tfd.Normal(tf.convert_to_tensor(loc),
+                     eps + tf.nn.softplus(tf.convert_to_tensor(rho))),
+          reinterpreted_batch_ndims=ndims)
+      if _is_identity(spec.bijector):
+        return base
+      return tfd.TransformedDistribution(base, spec.bijector)
+    return make
+
+
+class PointMass(_NamedBuilder):
+  """The builder `point_mass(...)` returns."""
+
+  name = "point_mass"
+
+  def __call__(self, spec: PartSpec, make_variable):
+    loc = make_variable("loc", spec.shape,
+                        _init_normal(spec, 0., self._config["loc_stddev"], 1))
     ndims = len(spec.shape)
 
     def make():
@@ -135,7 +177,20 @@ def point_mass(loc_stddev: float = 0.1) -> Builder:
       return tfd.Independent(tfd.Deterministic(value),
                              reinterpreted_batch_ndims=ndims)
     return make
-  return build
+
+
+def builder_from_config(name: str, config: dict) -> Builder:
+  """Rebuilds a built-in builder from its `name` and `get_config()`.
+
+  Raises:
+    ValueError: For an unknown builder name.
+  """
+  factories = {"mean_field_normal": mean_field_normal,
+               "point_mass": point_mass}
+  if name not in factories:
+    raise ValueError(f"vi: unknown builder {name!r}; built-in builders are "
+                     f"{sorted(factories)}.")
+  return factories[name](**config)
 
 
 def select_builder(spec: PartSpec, builders, point_mass_parts, default

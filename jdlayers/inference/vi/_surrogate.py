@@ -42,6 +42,11 @@ class Surrogate(tf.Module):
     builders: Optional mapping from part-name globs to builders (see
       `mean_field_normal`); first match wins, before `point_mass`.
     default: Builder for every other part (default `mean_field_normal()`).
+    divergence_fns: Optional mapping from part-name globs (as `builders`) to
+      `fn(q, p, z) -> scalar` that replaces that part's term in
+      `kl_divergence` (`q` the part's surrogate, `p` its prior given the
+      parents' values, `z` the draw; non-scalar results are summed), as
+      tfp.layers' `kernel_divergence_fn`; first match wins.
     seed: Stateless seed of the initial values.
     make_variable: Optional `(name, shape, dtype, initializer) -> variable`
       (Keras layers pass `add_weight`); default makes `tf.Variable`s.
@@ -72,15 +77,19 @@ class Surrogate(tf.Module):
   _TF_MODULE_IGNORED_PROPERTIES = frozenset({
       "model", "network", "structure", "bijectors", "specs", "_leaves",
       "part_names",
-      "_makers", "_latent_priors"}).union(
+      "_makers", "_latent_priors", "_divergence_fns", "_options"}).union(
           tf.Module._TF_MODULE_IGNORED_PROPERTIES)
 
   def __init__(self, target, *, point_mass=None,
                builders: Optional[Mapping[str, Callable]] = None,
                default: Optional[Callable] = None, seed=0,
                make_variable: Optional[Callable] = None,
+               divergence_fns: Optional[Mapping[str, Callable]] = None,
                name: str = "Surrogate"):
     super().__init__(name=re.sub(r"\W", "_", name))
+    # What `save` needs to rebuild this surrogate (see `vi._io`).
+    self._options = dict(point_mass=point_mass, builders=builders,
+                         default=default, divergence_fns=divergence_fns)
     from jdlayers.models._model import Model  # pylint: disable=g-import-not-at-top
     if isinstance(target, Model):
       self.model, network = target, target.network
@@ -128,6 +137,10 @@ class Surrogate(tf.Module):
         return v
       self.specs.append(spec)
       self._makers.append(builder(spec, make_var))
+    self._divergence_fns = [
+        next((fn for pattern, fn in (divergence_fns or {}).items()
+              if _builders._matches(n, pattern)), None)  # pylint: disable=protected-access
+        for n in self.part_names]
     # Leaf layers (path, sampled layer, prior, flat indices of its params).
     self._leaves = []
     flat = iter(range(self._num_net_parts))
@@ -239,7 +252,7 @@ class Surrogate(tf.Module):
     family with a registered KL gets the exact KL (given its parents'
     values, for hierarchical priors); other parts get the one-sample Monte
     Carlo estimate `log q(z) - log p(z)`. A point-mass part contributes
-    `-log p(value)`.
+    `-log p(value)`. Parts matched by `divergence_fns` use that function.
 
     Args:
       seed: Stateless seed of the draw `z` (needed for MC terms and
@@ -258,11 +271,17 @@ class Surrogate(tf.Module):
       values = [parts[i] for i in idx]
       comps = prior_components(prior, values, path)
       for i, p, z in zip(idx, comps, values):
-        total += _kl_term(dists[i], p, z, analytic)
+        total += self._part_kl(i, dists[i], p, z, analytic)
     for i, p in zip(range(self._num_net_parts, len(parts)),
                     self._latent_priors.values()):
-      total += _kl_term(dists[i], p, parts[i], analytic)
+      total += self._part_kl(i, dists[i], p, parts[i], analytic)
     return total
+
+  def _part_kl(self, i: int, q, p, z, analytic: bool) -> tf.Tensor:
+    fn = self._divergence_fns[i]
+    if fn is None:
+      return _kl_term(q, p, z, analytic)
+    return tf.reduce_sum(tf.cast(fn(q, p, z), self.dtype))
 
   # -- prediction ------------------------------------------------------------
   def predict(self, x, num_samples: int = 100, seed=0,
@@ -298,6 +317,11 @@ class Surrogate(tf.Module):
     posterior = Posterior(self.model, xt, None, out_shape)
     return _predictive.predict(posterior, states, x, seed=s2,
                                batch_size=batch_size)
+
+  def save(self, path, *, overwrite: bool = False) -> str:
+    """Saves the fitted surrogate (see `jdlayers.vi.save_surrogate`)."""
+    from jdlayers.inference.vi._io import save_surrogate  # pylint: disable=g-import-not-at-top
+    return save_surrogate(path, self, overwrite=overwrite)
 
   def __repr__(self) -> str:
     return (f"<Surrogate over {getattr(self.network, 'name', 'network')}: "
