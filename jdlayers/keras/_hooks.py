@@ -1,0 +1,251 @@
+"""The tfp.layers-style hooks of `jdlayers.keras`: posteriors, priors, KL.
+
+* `*_posterior_fn`: a jdlayers VI builder (`jdlayers.vi.mean_field_normal()`,
+  `jdlayers.vi.point_mass()` or a user builder `(spec, make_variable) ->
+  make_dist`, see `jdlayers.inference.vi._builders`).
+* `*_prior_fn`: a `jdlayers.priors.Prior` (its kernel or bias part is used)
+  or a callable `(dtype, shape) -> tfd.Distribution` (tfp.layers'
+  five-argument `(dtype, shape, name, trainable, add_variable_fn)` functions
+  such as `tfp.layers.default_multivariate_normal_fn` work too, untrainable).
+* `*_divergence_fn`: `(q, p, z) -> scalar`, the part's *unscaled* KL term;
+  the layer applies `kl_weight / num_examples` to the sum of all terms.
+
+Hooks are saved in a layer's config: builders and priors of jdlayers by
+name and arguments, any other callable through Keras' serialization, which
+needs it registered with `keras.saving.register_keras_serializable`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Optional
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from jdlayers import priors as priors_lib
+from jdlayers.inference.vi import _builders
+from jdlayers.inference.vi import _surrogate
+
+tfd = tfp.distributions
+Root = tfd.JointDistributionCoroutine.Root
+
+_PRIOR_KEY = "jdlayers_prior"
+_BUILDER_KEY = "jdlayers_builder"
+
+
+@keras.saving.register_keras_serializable(package="jdlayers")
+def default_divergence_fn(q: tfd.Distribution, p: tfd.Distribution,
+                          z: tf.Tensor) -> tf.Tensor:
+  """The default KL term of a part: exact where TFP has a closed form for a
+  normal `q` against `p` (i.i.d. or independent priors), else `log q(z) -
+  log p(z)`; `-log p(z)` for a point mass. Wrap it to reweight one part.
+
+  Args:
+    q: The part's surrogate distribution.
+    p: Its prior (given the parents' values, for hierarchical priors).
+    z: A draw from `q`.
+
+  Returns:
+    A scalar.
+
+  #### Example
+
+  ```python
+  @keras.saving.register_keras_serializable(package="my_project")
+  def half_kl(q, p, z):
+    return 0.5 * jdl.keras.default_divergence_fn(q, p, z)
+  layer = jdl.keras.Dense(10, kernel_divergence_fn=half_kl)
+  ```
+  """
+  return _surrogate._kl_term(q, p, z, analytic=True)  # pylint: disable=protected-access
+
+
+@keras.saving.register_keras_serializable(package="jdlayers")
+def mc_divergence_fn(q: tfd.Distribution, p: tfd.Distribution,
+                     z: tf.Tensor) -> tf.Tensor:
+  """The one-sample Monte Carlo KL term `sum(log q(z) - log p(z))`.
+
+  Args:
+    q: The part's surrogate distribution.
+    p: Its prior.
+    z: A draw from `q`.
+
+  Returns:
+    A scalar.
+  """
+  return tf.reduce_sum(q.log_prob(z) - p.log_prob(z))
+
+
+# -- checking ----------------------------------------------------------------
+
+def check_builder(value, owner: str, arg: str):
+  """None or a callable builder."""
+  if value is not None and not callable(value):
+    raise TypeError(f"{owner}: `{arg}` must be a jdlayers VI builder such as "
+                    "jdlayers.vi.mean_field_normal() or jdlayers.vi.point_mass()"
+                    f" (or None for the default); got {value!r:.80}.")
+  return value
+
+
+def check_prior_fn(value, owner: str, arg: str):
+  """None, a `jdlayers.priors.Prior` or a callable `(dtype, shape)`."""
+  if value is not None and not isinstance(value, priors_lib.Prior) and (
+      not callable(value)):
+    raise TypeError(f"{owner}: `{arg}` must be a jdlayers.priors prior or a "
+                    "callable (dtype, shape) -> tfd.Distribution; got "
+                    f"{value!r:.80}.")
+  return value
+
+
+def check_divergence_fn(value, owner: str, arg: str):
+  """None or a callable `(q, p, z) -> scalar`."""
+  if value is not None and not callable(value):
+    raise TypeError(f"{owner}: `{arg}` must be a callable (q, p, z) -> scalar "
+                    f"(or None for the default); got {value!r:.80}.")
+  return value
+
+
+# -- priors ------------------------------------------------------------------
+
+class HookPrior(priors_lib.Prior):
+  """A layer prior assembled from a base prior and per-part overrides.
+
+  Not saveable by itself: the Keras layer's config holds its pieces.
+  """
+
+  def __init__(self, base: priors_lib.Prior, kernel_fn, bias_fn, owner: str):
+    self._base, self._kernel_fn, self._bias_fn = base, kernel_fn, bias_fn
+    self._owner = owner
+    self.bias_scale = base.bias_scale
+
+  def model(self, spec: priors_lib.ParamSpec) -> Callable:
+    kernel_fn, bias_fn = self._kernel_fn, self._bias_fn
+
+    def model_fn():
+      if kernel_fn is None:
+        yield from self._base._kernel_model(spec)  # pylint: disable=protected-access
+      elif isinstance(kernel_fn, priors_lib.Prior):
+        yield from kernel_fn._kernel_model(spec)  # pylint: disable=protected-access
+      else:
+        yield Root(_part_prior(kernel_fn, spec.dtype, spec.kernel_shape,
+                               spec.kernel_name, self._owner,
+                               "kernel_prior_fn"))
+      if spec.bias_shape is None:
+        return
+      if bias_fn is None or isinstance(bias_fn, priors_lib.Prior):
+        scale = (bias_fn or self._base).bias_scale
+        yield Root(tfd.Sample(
+            tfd.Normal(tf.constant(0., spec.dtype),
+                       tf.constant(scale, spec.dtype)),
+            sample_shape=list(spec.bias_shape), name="bias"))
+      else:
+        yield Root(_part_prior(bias_fn, spec.dtype, spec.bias_shape, "bias",
+                               self._owner, "bias_prior_fn"))
+
+    return model_fn
+
+  def get_config(self) -> dict:
+    raise TypeError(f"{self._owner}: a prior built from *_prior_fn hooks is "
+                    "saved with its Keras layer (layer.get_config()), not on "
+                    "its own.")
+
+  __eq__ = object.__eq__
+  __hash__ = object.__hash__
+
+  def __repr__(self) -> str:
+    return (f"HookPrior(base={self._base!r}, kernel={self._kernel_fn!r}, "
+            f"bias={self._bias_fn!r})")
+
+
+def layer_prior(prior, kernel_fn, bias_fn, owner: str) -> priors_lib.Prior:
+  """`prior` (default `priors.normal()`) with the kernel/bias overrides."""
+  if prior is not None and not isinstance(prior, priors_lib.Prior):
+    raise TypeError(f"{owner}: `prior` must be a jdlayers.priors prior (e.g. "
+                    f"jdlayers.priors.normal(1.0)); got {prior!r:.80}.")
+  base = priors_lib.normal() if prior is None else prior
+  if kernel_fn is None and bias_fn is None:
+    return base
+  return HookPrior(base, kernel_fn, bias_fn, owner)
+
+
+def _part_prior(fn, dtype: tf.DType, shape, name: str, owner: str,
+                arg: str) -> tfd.Distribution:
+  """Calls a tfp-style prior function; returns its distribution over a
+  `shape` event, named `name` (a scalar or `shape`-batched distribution is
+  made i.i.d./independent over `shape`)."""
+  shape = tuple(int(s) for s in shape)
+  try:
+    inspect.signature(fn).bind(dtype, shape)
+    two_args = True
+  except (TypeError, ValueError):  # tfp.layers' five-argument functions
+    two_args = False
+  d = fn(dtype, shape) if two_args else fn(dtype, shape, name, False, None)
+  if not isinstance(d, tfd.Distribution):
+    raise TypeError(f"{owner}: `{arg}` must return a tfd.Distribution; got "
+                    f"{type(d).__name__}.")
+  event, batch = d.event_shape, d.batch_shape
+  if event == shape and batch.rank == 0:
+    return d.copy(name=name)
+  if event.rank == 0 and batch == shape:
+    return tfd.Independent(d, reinterpreted_batch_ndims=len(shape), name=name)
+  if event.rank == 0 and batch.rank == 0:
+    return tfd.Sample(d, sample_shape=list(shape), name=name)
+  raise ValueError(f"{owner}: `{arg}` returned {type(d).__name__} with batch "
+                   f"shape {batch} and event shape {event}; expected event "
+                   f"shape {list(shape)} (or a scalar distribution, or batch "
+                   f"shape {list(shape)}).")
+
+
+# -- serialization -------------------------------------------------------------
+
+def serialize(value, owner: str, arg: str) -> Any:
+  """A hook as a JSON-able value (see the module docstring).
+
+  Raises:
+    TypeError: For a callable that is neither a jdlayers builder/prior nor
+      registered with `keras.saving.register_keras_serializable`.
+  """
+  if value is None:
+    return None
+  if isinstance(value, priors_lib.Prior):
+    from jdlayers import io  # pylint: disable=g-import-not-at-top
+    try:
+      return {_PRIOR_KEY: io.to_config(value)}
+    except TypeError as e:
+      raise TypeError(f"{owner}: `{arg}` cannot be saved: {e}") from None
+  if isinstance(value, _builders._NamedBuilder):  # pylint: disable=protected-access
+    return {_BUILDER_KEY: value.name, "config": value.get_config()}
+  target = value if inspect.isroutine(value) else type(value)
+  registered = keras.saving.get_registered_name(target)
+  if keras.saving.get_registered_object(registered) is not target:
+    label = getattr(value, "__name__", type(value).__name__)
+    raise TypeError(
+        f"{owner}: `{arg}` ({label}) cannot be saved: register it with "
+        "@keras.saving.register_keras_serializable(package=...) (a named "
+        "function, or a class with get_config), or use a jdlayers builder "
+        "(jdlayers.vi.mean_field_normal(), jdlayers.vi.point_mass()) or "
+        "prior (jdlayers.priors).")
+  return keras.saving.serialize_keras_object(value)
+
+
+def deserialize(config: Any, owner: str, arg: str) -> Optional[Any]:
+  """Inverse of `serialize`.
+
+  Raises:
+    ValueError: For an unknown builder, prior or registered name.
+  """
+  if config is None:
+    return None
+  if isinstance(config, dict) and _PRIOR_KEY in config:
+    from jdlayers import io  # pylint: disable=g-import-not-at-top
+    return io.from_config(config[_PRIOR_KEY])
+  if isinstance(config, dict) and _BUILDER_KEY in config:
+    return _builders.builder_from_config(config[_BUILDER_KEY],
+                                         dict(config.get("config", {})))
+  try:
+    return keras.saving.deserialize_keras_object(config)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{owner}: cannot load `{arg}` ({config!r:.120}): {e} "
+                     "Register the function before loading.") from None
