@@ -29,5 +29,14 @@ __all__ = [
     "Parallel", "ParallelLayer", "Pool", "PoolLayer", "Residual",
     "ResidualLayer", "SampledLayer", "Sequential", "SequentialLayer",
     "StaticLayer", "__version__", "diagnostics", "event_space_bijectors", "io",
-    "mcmc", "models", "ops", "priors", "vi",
+    "keras", "mcmc", "models", "ops", "priors", "vi",
 ]
+
+
+def __getattr__(name):
+  # `jdlayers.keras` imports Keras 3; load it on first use only, so that
+  # `import jdlayers` stays as light as TensorFlow Probability.
+  if name == "keras":
+    import importlib  # pylint: disable=g-import-not-at-top
+    return importlib.import_module("jdlayers.keras")
+  raise AttributeError(f"module 'jdlayers' has no attribute {name!r}")
