@@ -87,7 +87,8 @@ def fingerprint(sampler, init) -> Dict[str, Any]:
             adaptation=sampler.adaptation, jit_compile=sampler.jit_compile,
             seed=[int(s) for s in sampler.seed.numpy()],
             dtype=post.model.dtype.name)
-  fp.update(_kernel_settings(sampler.kernel_kwargs))
+  # Defaults filled in; "adaptation" stays the resolved one (set above).
+  fp = {**_kernel_settings(sampler.kernel_kwargs), **fp}
   if isinstance(init, str):
     fp["init"], fp["init_scale"] = init, float(sampler.init_scale)
   else:
@@ -165,8 +166,10 @@ def unflatten_results(path, template, leaves: Sequence[np.ndarray]):
 def write(sampler, path, *, overwrite: bool) -> str:
   """Writes the sampler's checkpoint atomically."""
   arrays = {f"state_{i}": p.numpy() for i, p in enumerate(sampler.state)}
-  arrays.update({f"kr_{i}": a for i, a in
-                 enumerate(flatten_results(sampler.kernel_results))})
+  kr, leaves = sampler._kr_leaves  # pylint: disable=protected-access
+  if kr is not sampler.kernel_results:
+    leaves = flatten_results(sampler.kernel_results)
+  arrays.update({f"kr_{i}": np.asarray(a) for i, a in enumerate(leaves)})
   arrays.update({f"draws_{i}": d for i, d in enumerate(sampler.draws())})
   arrays.update(trace_arrays("trace_", sampler.full_trace()))
   meta = dict(step=int(sampler.step), total_steps=int(sampler.total_steps),
@@ -180,20 +183,21 @@ def write(sampler, path, *, overwrite: bool) -> str:
 def read(path) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
   """Reads a checkpoint; checks it is one (kind, version, integrity)."""
   meta, arrays = _files.read(path, KIND)
-  for key in ("step", "fingerprint", "num_state_parts", "num_kernel_results",
-              "wall_time"):
-    if key not in meta:
+  for key, types in (("step", int), ("num_state_parts", int),
+                     ("num_kernel_results", int), ("wall_time", (int, float)),
+                     ("fingerprint", dict)):
+    if not isinstance(meta.get(key), types) or isinstance(meta[key], bool):
       raise _files.FileFormatError(f"{os.fspath(path)}: checkpoint metadata "
-                                   f"lacks {key!r}.")
+                                   f"lacks a valid {key!r}.")
   return meta, arrays
 
 
 def restore(sampler, path, meta, arrays) -> None:
   """Puts a checkpoint's state, results, draws and traces into `sampler`."""
   step, burnin = int(meta["step"]), sampler.num_burnin_steps
-  if not 0 < step <= sampler.total_steps:
+  if not 0 <= step <= sampler.total_steps:
     raise _files.FileFormatError(f"{os.fspath(path)}: step {step} is outside "
-                                 f"this run's 1..{sampler.total_steps}.")
+                                 f"this run's 0..{sampler.total_steps}.")
   c = sampler.num_chains
   shapes = {}
   for i, p in enumerate(sampler.state):
@@ -224,4 +228,4 @@ def restore(sampler, path, meta, arrays) -> None:
   sampler.step, sampler.wall_time = step, float(meta["wall_time"])
   draws = [arrays[f"draws_{i}"] for i in range(len(state))]
   sampler._draws = [draws] if draws[0].shape[0] else []  # pylint: disable=protected-access
-  sampler._traces = [trace_from_arrays("trace_", arrays)]  # pylint: disable=protected-access
+  sampler._traces = [trace_from_arrays("trace_", arrays)] if step else []  # pylint: disable=protected-access

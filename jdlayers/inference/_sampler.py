@@ -116,6 +116,7 @@ class Sampler:
     self._leapfrogs = int(kernel_kwargs.get("num_leapfrog_steps", 20))
     self.state: List[tf.Tensor] = list(state)
     self.kernel_results = self._kernel.bootstrap_results(self.state)
+    self._kr_leaves = (None, None)  # (results, their leaves) of the last chunk
     self.step = 0
     total = num_burnin_steps + num_results
     self.chunk_size = _chunk_size(chunk_size, total, checkpoint_every)
@@ -171,8 +172,11 @@ class Sampler:
     _, state, kr, state_tas, trace_tas = tf.while_loop(
         lambda i, *_: i < n, body,
         (tf.constant(0), list(state), kernel_results, state_tas, trace_tas))
+    # The results' leaves too: flattening a composite (e.g. the windowed
+    # momentum distribution) in Python costs ~0.1 s per checkpoint.
     return (state, kr, [ta.stack() for ta in state_tas],
-            _kernels.Trace(*[ta.stack() for ta in trace_tas]))
+            _kernels.Trace(*[ta.stack() for ta in trace_tas]),
+            tf.nest.flatten(kr, expand_composites=True))
 
   def run(self, num_steps: Optional[int] = None,
           progress: Union[bool, Callable] = True,
@@ -200,13 +204,14 @@ class Sampler:
       if self.checkpoint_every:
         n = min(n, self.checkpoint_every - self.step % self.checkpoint_every)
       t0 = time.perf_counter()
-      state, kr, draws, tr = self._run_chunk(
+      state, kr, draws, tr, leaves = self._run_chunk(
           self.state, self.kernel_results, tf.constant(self.step, tf.int32),
           tf.constant(n, tf.int32))
       draws = [d.numpy()[:n] for d in draws]
       tr = _kernels.Trace(*[t.numpy()[:n] for t in tr])
       self.wall_time += time.perf_counter() - t0
       self.state, self.kernel_results = list(state), kr
+      self._kr_leaves = (kr, leaves)
       self._store(draws, tr)
       self.step += n
       if self.checkpoint is not None and (
@@ -263,8 +268,10 @@ class Sampler:
 
   def full_trace(self) -> _kernels.Trace:
     """Trace of every step so far (warm-up included), `[steps, C]`."""
-    if not self._traces:
-      return _kernels.Trace(*[np.zeros([0]) for _ in _kernels.Trace._fields])
+    if not self._traces:  # empty, with the shapes and dtypes of a step's
+      tr = _kernels.trace(self.kernel_results, self._leapfrogs)
+      return _kernels.Trace(*[np.zeros((0,) + tuple(t.shape),
+                                       t.dtype.as_numpy_dtype) for t in tr])
     return _kernels.Trace(*[np.concatenate(f) for f in zip(*self._traces)])
 
   def draws(self) -> List[np.ndarray]:

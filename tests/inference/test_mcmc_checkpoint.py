@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent("""
       steps.append(info["step"])
       if mode == "killed":
         # Slow enough to be killed mid-run; hangs at HANG_AT at the latest.
-        time.sleep(0.2 if info["step"] < HANG_AT else 600)
+        time.sleep(0.1 if info["step"] < HANG_AT else 600)
 
     result = jdl.mcmc.sample(MODEL, x, y, checkpoint=ckpt, checkpoint_every=10,
                              resume=mode == "resumed", progress=progress, **kw)
@@ -284,10 +284,11 @@ def test_fingerprint_covers_every_setting_and_names_each_difference():
   _checkpoint.check_fingerprint("f.npz", fp, dict(fp))
 
 
-def _tamper(src, dst, drop_kr=False, kind="mcmc_checkpoint"):
+def _tamper(src, dst, drop_kr=False, kind="mcmc_checkpoint", **meta_changes):
   meta, arrays = _files.read(src, "mcmc_checkpoint")
   for k in ("format", "version", "kind"):
     meta.pop(k)
+  meta.update(meta_changes)
   if drop_kr:
     arrays.pop(f"kr_{meta['num_kernel_results'] - 1}")
     meta["num_kernel_results"] -= 1
@@ -300,6 +301,9 @@ def _tamper(src, dst, drop_kr=False, kind="mcmc_checkpoint"):
     ("kernel_results", "holds 5[0-9] kernel-result tensors but this kernel "
      "has 5[0-9]"),
     ("kind", "holds a 'mcmc_result', expected 'mcmc_checkpoint'"),
+    ("step", "checkpoint metadata lacks a valid 'step'"),
+    ("draws", r"array 'draws_0' has shape \[0, 2, 3, 1\] but the config "
+     r"implies \[5, 2, 3, 1\]"),
 ])
 def test_corrupted_checkpoint_names_the_file(partial, tmp_path, damage, match):
   path = str(tmp_path / "bad.jdl.npz")
@@ -310,8 +314,11 @@ def test_corrupted_checkpoint_names_the_file(partial, tmp_path, damage, match):
     with open(path, "wb") as f:
       f.write(partial[1][:len(partial[1]) // 2])
   else:
+    changes = dict(step="ten") if damage == "step" else dict(
+        step=25) if damage == "draws" else {}
     _tamper(partial[0], path, drop_kr=damage == "kernel_results",
-            kind="mcmc_result" if damage == "kind" else "mcmc_checkpoint")
+            kind="mcmc_result" if damage == "kind" else "mcmc_checkpoint",
+            **changes)
   with pytest.raises(_files.FileFormatError, match="bad.jdl.npz: ") as info:
     _sampler(path, resume=True)
   assert info.match(match)
@@ -335,14 +342,20 @@ def test_bad_checkpoint_settings_fail_before_sampling(tmp_path, kw, error,
     _sampler(kw.pop("checkpoint"), **kw)
 
 
-def test_chunks_end_on_checkpoint_steps(tmp_path):
+def test_chunk_sizes_and_a_checkpoint_before_the_first_step(tmp_path):
   from jdlayers.inference._sampler import _chunk_size  # pylint: disable=g-import-not-at-top
   assert _chunk_size(None, 1000, None) == 100
   assert _chunk_size(None, 1000, 250) == 84     # 84 + 84 + 82
   assert _chunk_size(None, 1000, 50) == 50
   assert _chunk_size(7, 1000, 50) == 7          # 7 * 7, then 1
-  sampler = _sampler(str(tmp_path / "c.jdl.npz"), checkpoint_every=None)
+  path = str(tmp_path / "c.jdl.npz")
+  sampler = _sampler(path, checkpoint_every=None)
   assert sampler.checkpoint_every == sampler.chunk_size == 4
+  sampler.write_checkpoint()   # before any step: resumes to a fresh start
+  again = _sampler(path, resume=True, adaptation="step_size")  # = "auto" here
+  assert again.resumed_from == again.step == 0
+  assert again.full_trace().is_accepted.shape == (0, 2)
+  assert again.full_trace().is_accepted.dtype == bool
 
 
 def test_windowed_kernel_results_round_trip():
