@@ -186,7 +186,10 @@ def apply_layer(layer, dists: Mapping[str, tfd.Distribution], x, *,
       var = var + _expand_bias(bias_var, layer)
     if scale is not None or bias_var is not None:
       tiny = float(np.finfo(loc.dtype.as_numpy_dtype).tiny)
-      eps = tf.random.stateless_normal(tf.shape(y), seeds[-1], dtype=y.dtype)
+      # Philox explicitly: XLA's default generator on CPU was 15x slower
+      # (benchmarks/vi.py), and the stream no longer depends on XLA.
+      eps = tf.random.stateless_normal(tf.shape(y), seeds[-1], dtype=y.dtype,
+                                       alg="philox")
       y = y + tf.sqrt(var + tiny) * eps
   return y if config.activation is None else config.activation(y)
 
