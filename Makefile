@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-prior test test-slow sbc bench bench-hmc clean
+.PHONY: demo demo-prior demo-vi demo-keras bench-vi test test-slow sbc bench bench-hmc clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ demo: $(STAMP)
 
 demo-prior: $(STAMP)
 	$(BIN)/python examples/prior_predictive.py
+
+demo-vi: $(STAMP)
+	$(BIN)/python examples/vi_digits_cnn.py
+
+demo-keras: $(STAMP)
+	$(BIN)/python examples/keras_bayesian_cnn.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -36,3 +42,6 @@ bench-hmc: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out benchmarks/results
+
+bench-vi: $(STAMP)
+	$(BIN)/python benchmarks/vi.py
