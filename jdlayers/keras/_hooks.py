@@ -26,7 +26,7 @@ import tensorflow_probability as tfp
 
 from jdlayers import priors as priors_lib
 from jdlayers.inference.vi import _builders
-from jdlayers.inference.vi import _surrogate
+from jdlayers.inference.vi import _kl
 
 tfd = tfp.distributions
 Root = tfd.JointDistributionCoroutine.Root
@@ -59,7 +59,7 @@ def default_divergence_fn(q: tfd.Distribution, p: tfd.Distribution,
   layer = jdl.keras.Dense(10, kernel_divergence_fn=half_kl)
   ```
   """
-  return _surrogate._kl_term(q, p, z, analytic=True)  # pylint: disable=protected-access
+  return _kl._kl_term(q, p, z, analytic=True)  # pylint: disable=protected-access
 
 
 @keras.saving.register_keras_serializable(package="jdlayers")

@@ -16,7 +16,8 @@ from jdlayers.inference.vi._elbo import ELBOTerms, elbo_terms
 from jdlayers.inference.vi._estimators import ESTIMATORS
 from jdlayers.inference.vi._fit import History, fit
 from jdlayers.inference.vi._io import load_surrogate, save_surrogate
-from jdlayers.inference.vi._surrogate import Surrogate, elementwise_kl
+from jdlayers.inference.vi._kl import elementwise_kl
+from jdlayers.inference.vi._surrogate import Surrogate
 
 __all__ = ["ELBOTerms", "ESTIMATORS", "History", "PartSpec", "Surrogate",
            "elbo_terms", "elementwise_kl", "fit", "load_surrogate",
