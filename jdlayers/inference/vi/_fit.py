@@ -299,14 +299,11 @@ class _ProgressBar:
       except ImportError:
         self._bar = None
 
-  def step(self, loss: float) -> None:
-    if self._bar is not None:
-      self._bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-
   def epoch(self, epoch: int, logs: dict) -> None:
     if self._callable is not None:
       self._callable(epoch, logs)
     elif self._bar is not None:
+      self._bar.set_postfix(loss=f"{logs['loss']:.4g}", refresh=False)
       self._bar.update(1)
     elif self._on:
       print(f"[vi.fit] epoch {epoch + 1}/{self._epochs} | loss "
