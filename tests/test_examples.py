@@ -91,3 +91,15 @@ def test_vi_digits_cnn_smoke_reports_both_models_and_writes_png(tmp_path):
                    r"[\d.]+%\s+[\d.]+\s+[\d.]+%\s+[\d.]+$")
   rows = [l for l in stdout.splitlines() if row.match(l)]
   assert len(rows) == 2, stdout
+
+
+def test_keras_bayesian_cnn_smoke(tmp_path, capsys):
+  demo = _load("keras_bayesian_cnn")
+  assert demo.main(["--smoke", "--out-dir", str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  png = tmp_path / demo.FIGURE
+  assert png.read_bytes()[:8] == PNG_MAGIC
+  assert (tmp_path / demo.MODEL_FILE).is_file()
+  assert "reloaded model predicts identically" in out
+  for name in ("Bayesian CNN (4 draws)", "Keras CNN (deterministic)"):
+    assert name in out and "ECE" in out
