@@ -262,13 +262,19 @@ def _dataset_feeder(model, dataset, y, num_examples, epochs) -> _Feeder:
   def blocks():
     # One step per call: a dataset streams, so its batches are not stacked.
     for epoch in range(epochs):
-      batches = list(dataset)
-      for i, (xb, yb) in enumerate(batches):
+      # One batch of lookahead marks the epoch's last batch without holding
+      # the epoch in memory.
+      it = iter(dataset)
+      batch = next(it, None)
+      while batch is not None:
+        following = next(it, None)
+        xb, yb = batch
         yb = model.likelihood.check_y(np.asarray(yb), out_shape, dtype)
         tensors = (tf.cast(xb, dtype)[None], tf.convert_to_tensor(yb)[None],
                    tf.ones([1, int(tf.shape(xb)[0])], tf.float32))
-        last = i == len(batches) - 1
+        last = following is None
         yield _Block(tensors, [epoch] if last else [], [1] if last else [])
+        batch = following
   return _Feeder(_check_n(num_examples), blocks)
 
 
