@@ -76,6 +76,7 @@ import tensorflow_probability as tfp  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jdlayers as jdl  # noqa: E402
+import _provenance  # noqa: E402  (benchmarks/ is sys.path[0])
 from jdlayers.inference import _kernels  # noqa: E402
 
 tfd = tfp.distributions
@@ -677,7 +678,7 @@ def main(argv=None):
               tfp=tfp.__version__, machine=platform.machine(),
               cpus=os.cpu_count(), argv=sys.argv[1:],
               loadavg_at_start=os.getloadavg(),
-              **_source_info(),
+              **_provenance.source_info(jdl),
               **{k: v for k, v in cfg.items() if k != "data"})
   print(f"MLP 1-{WIDTH}-{WIDTH}-1 ({NUM_PARAMS} params), {N_POINTS} points, "
         f"{cfg['chains']} chains, {cfg['warmup']} warm-up + {cfg['draws']} "
@@ -751,20 +752,6 @@ def _warm_up_xla():
       lambda i, m: i < 3, lambda i, m: (i + 1, tf.tanh(m @ a)), (0, a))[1],
                   jit_compile=True)
   f(a).numpy()
-
-
-def _source_info():
-  """Which jdlayers was measured: its path, git HEAD, uncommitted changes."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(jdl.__file__)))
-  info = dict(jdlayers=os.path.dirname(os.path.abspath(jdl.__file__)))
-  try:
-    git = lambda *a: subprocess.run(["git", "-C", root, *a], check=True,
-                                    capture_output=True, text=True).stdout
-    info["git_head"] = git("rev-parse", "HEAD").strip()
-    info["jdlayers_dirty"] = bool(git("status", "--porcelain", "jdlayers"))
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return info
 
 
 def _write(path, obj):

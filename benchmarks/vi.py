@@ -54,7 +54,6 @@ import functools
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -83,6 +82,7 @@ def _jdlayers_root(argv) -> str:
 
 sys.path.insert(0, _jdlayers_root(sys.argv[1:]))
 import jdlayers as jdl  # noqa: E402
+import _provenance  # noqa: E402  (benchmarks/ is sys.path[0])
 from jdlayers.inference import vi  # noqa: E402
 
 tfd = tfp.distributions
@@ -426,21 +426,6 @@ def epoch_times(seconds):
   return steady, float(k * seconds[0] - (k - 1) * steady)
 
 
-def _source_info():
-  """Which jdlayers was measured: its path, git HEAD, uncommitted changes."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(jdl.__file__)))
-  info = dict(jdlayers=os.path.dirname(os.path.abspath(jdl.__file__)))
-  try:
-    def git(*a):
-      return subprocess.run(["git", "-C", root, *a], check=True,
-                            capture_output=True, text=True).stdout
-    info["git_head"] = git("rev-parse", "HEAD").strip()
-    info["jdlayers_dirty"] = bool(git("status", "--porcelain", "jdlayers"))
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return info
-
-
 def summarize(rows):
   """Median over repeats per row name."""
   out = []
@@ -495,7 +480,7 @@ def main(argv=None):
   p.add_argument("--out", default=os.path.join(os.path.dirname(__file__),
                                                "results"))
   args = p.parse_args(argv)
-  src = _source_info()
+  src = _provenance.source_info(jdl)
   if args.label:
     src["label"] = args.label
   if args.quick:
