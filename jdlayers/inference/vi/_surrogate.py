@@ -192,7 +192,7 @@ class Surrogate(tf.Module):
     """Each part's surrogate mean (the location for normal surrogates;
     mapped through the bijector for constrained parts)."""
     out = []
-    for spec, d in zip(self.specs, self.distributions()):
+    for d in self.distributions():
       q = _builders.normal_params(d)
       if q is not None:
         out.append(q[0])
