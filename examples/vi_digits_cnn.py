@@ -166,7 +166,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="compile the VI steps with XLA (on a CPU, ~10 s of "
                  "compilation for about the same speed per epoch)")
   p.add_argument("--seed", default=0, type=int)
-  p.add_argument("--out-dir", default="out", type=pathlib.Path)
+  p.add_argument("--out-dir", "--out", dest="out_dir", default="out",
+                 type=pathlib.Path)
   p.add_argument("--overwrite", action="store_true",
                  help=f"replace an existing DIR/{FIGURE}")
   p.add_argument("--smoke", action="store_true", help="tiny run, for CI")
