@@ -46,6 +46,20 @@ def _in_xla_context() -> bool:
     return False
 
 
+def _onednn_enabled() -> bool:
+  """True when TF's CPU kernels run through oneDNN in this process.
+
+  This is a run-time property, not a build one: TF turns oneDNN off by itself
+  on CPUs without the instructions it looks for (many AMD EPYCs), and
+  `TF_ENABLE_ONEDNN_OPTS=0` turns it off anywhere. `IsMklEnabled` reads both.
+  """
+  try:
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+    return bool(_pywrap_util_port.IsMklEnabled())
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
 def _grouped_has_gradient(rank: int, dtype: tf.DType) -> bool:
   """Grouped convolutions differentiate on GPUs and, for float32 rank 1-2, on
   oneDNN CPU builds (float64 falls back to Eigen, which has no gradient)."""
@@ -53,13 +67,17 @@ def _grouped_has_gradient(rank: int, dtype: tf.DType) -> bool:
     return False
   if tf.config.list_logical_devices("GPU"):
     return True
-  if dtype != tf.float32:
-    return False
-  try:
-    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
-    return bool(_pywrap_util_port.IsMklEnabled())
-  except Exception:  # pylint: disable=broad-except
-    return False
+  return dtype == tf.float32 and _onednn_enabled()
+
+
+def _native_dilated_transpose(dtype: tf.DType) -> bool:
+  """Whether `tf.nn.conv_transpose` may be given `dilations > 1` here.
+
+  TF's Eigen CPU kernel refuses them ("Current CPU implementations do not yet
+  support dilation rates larger than 1"); oneDNN and XLA take them in float32.
+  Elsewhere the kernel is dilated explicitly, which is the same operator.
+  """
+  return dtype == tf.float32 and (_in_xla_context() or _onednn_enabled())
 
 
 def _per_sample_impl(impl: str, rank: int, transpose: bool,
@@ -364,9 +382,7 @@ def conv_transpose(x, kernel: tf.Tensor, bias: Optional[tf.Tensor] = None, *,
       _shapes.conv_transpose_output_length(spatial[i], size[i], strides[i],
                                            dilations[i], padding, op[i])
       for i in range(rank)]
-  if max(dilations) > 1 and kernel.dtype != tf.float32:
-    # TF's CPU kernels dilate transposed convolutions in float32 only; a
-    # kernel with the zeros written in is the same operator.
+  if max(dilations) > 1 and not _native_dilated_transpose(kernel.dtype):
     kernel = _dilate_kernel(kernel, rank, dilations)
     dilations = [1] * rank
 
