@@ -18,11 +18,24 @@ from typing import Any, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from jdlayers.io import _config, _files
+from jdlayers.compose import CompositeLayer
+from jdlayers.io import _config, _files, _implied, _schema
 from jdlayers.layers import _base
+from jdlayers.models import Model
 
 PathLike = _files.PathLike
-_fail = _files._fail  # pylint: disable=protected-access
+_fail = _files.fail
+
+# The two kinds' schemas: `save_*` write through them, `_files.read` checks
+# every file of these kinds against them before reading any array.
+DISTRIBUTION = _schema.Schema("distribution", "distribution",
+                              {"config": _schema.Dict()})
+NETWORK = _schema.Schema(
+    "network", "network",
+    {"config": _schema.Dict(), "sample_shape": _schema.List(_schema.Int()),
+     "arrays": _schema.List(_schema.Str(), unique=True)},
+    members=lambda meta: meta["arrays"],
+    max_members=lambda meta: len(meta["arrays"]))
 
 
 def save_distribution(path: PathLike, dist_or_model, *,
@@ -51,12 +64,18 @@ def save_distribution(path: PathLike, dist_or_model, *,
   ```
   """
   config = _config.to_config(dist_or_model)
-  return _files.write(path, "distribution", {"config": config}, {},
-                      overwrite=overwrite)
+  return DISTRIBUTION.write(path, {"config": config}, {}, overwrite=overwrite)
 
 
-def load_distribution(path: PathLike):
+def load_distribution(path: PathLike, *,
+                      max_bytes: int = _files.DEFAULT_MAX_BYTES):
   """Loads what `save_distribution` saved.
+
+  Args:
+    path: The file.
+    max_bytes: Refuse a file declaring a model whose one network draw
+      exceeds this many bytes (building a model samples one network);
+      None: no bound (only for files you trust).
 
   Returns:
     The distribution (or model), rebuilt from its configuration.
@@ -64,10 +83,15 @@ def load_distribution(path: PathLike):
   Raises:
     FileNotFoundError: If `path` does not exist.
     FileFormatError: For a file of another kind, a newer format, corrupted
-      data or an invalid configuration (e.g. an unknown class).
+      data, an invalid configuration (e.g. an unknown class) or a model over
+      `max_bytes`.
   """
-  meta, _ = _files.read(path, "distribution")
-  return _rebuild(path, meta)
+  meta = _files.inspect(path, "distribution", max_bytes=max_bytes).meta
+  config = meta["config"]
+  if config.get("class") == "models.Model":
+    return _implied.decode(path, config, "config",
+                           max_bytes=max_bytes).build()
+  return _implied.rebuild(path, config)
 
 
 def save_network(path: PathLike, distribution, network, *,
@@ -133,14 +157,23 @@ def save_network(path: PathLike, distribution, network, *,
     arrays[name] = arr
   meta = {"config": config, "sample_shape": list(sample_shape or ()),
           "arrays": [s[0] for s in specs]}
-  return _files.write(path, "network", meta, arrays, overwrite=overwrite)
+  return NETWORK.write(path, meta, arrays, overwrite=overwrite)
 
 
-def load_network(path: PathLike) -> Tuple[Any, Any]:
+def load_network(path: PathLike, *, max_bytes: int = _files.DEFAULT_MAX_BYTES
+                 ) -> Tuple[Any, Any]:
   """Loads what `save_network` saved.
 
   Every array's shape is checked against the configuration (sample shape
-  plus the component's event shape) and its dtype against the component's.
+  plus the component's event shape) and its dtype against the component's,
+  from the arrays' headers, before any array data is read or any model is
+  built.
+
+  Args:
+    path: The file.
+    max_bytes: Refuse a file whose arrays, or one draw of the network its
+      configuration declares, exceed this many bytes (default 1 GiB);
+      None: no bound (only for files you trust).
 
   Returns:
     `(distribution, network)`: the rebuilt distribution (or model) and the
@@ -149,31 +182,29 @@ def load_network(path: PathLike) -> Tuple[Any, Any]:
   Raises:
     FileNotFoundError: If `path` does not exist.
     FileFormatError: For a file of another kind, a newer format, corrupted
-      or pickled data, an invalid configuration, or missing, extra or
-      mis-shaped arrays.
+      or pickled data, an invalid configuration, missing, extra or
+      mis-shaped arrays, or a file over `max_bytes`.
   """
-  meta, arrays = _files.read(path, "network")
-  dist = _rebuild(path, meta)
-  net_dist = _network_dist(dist)
-  specs = _leaf_specs(net_dist)
-  sample_shape = meta.get("sample_shape")
-  if not (isinstance(sample_shape, list) and all(
-      isinstance(d, int) and not isinstance(d, bool) and d >= 0
-      for d in sample_shape)):
-    raise _fail(path, f"invalid sample_shape {sample_shape!r}.")
-  expected = {name: tuple(sample_shape) + event for name, event, _ in specs}
-  _files.check_shapes(path, arrays, expected)
-  extra = sorted(set(arrays) - set(expected))
+  archive = _files.inspect(path, "network", max_bytes=max_bytes)
+  meta, headers = archive.meta, archive.headers
+  target = _implied.decode(path, meta["config"], "config",
+                           max_bytes=max_bytes)
+  specs = target.parts[:target.num_network_parts]
+  sample_shape = tuple(meta["sample_shape"])
+  expected = {name: sample_shape + event for name, event, _ in specs}
+  _files.check_shapes(path, headers, expected)
+  extra = sorted(set(headers) - set(expected))
   if extra:
     raise _fail(path, f"unexpected arrays {extra}; the configuration has "
                 f"{sorted(expected)}.")
-  leaves = []
-  for name, _, dtype in specs:
-    if arrays[name].dtype != dtype.as_numpy_dtype:
-      raise _fail(path, f"array {name!r} has dtype {arrays[name].dtype} "
-                  f"but the configuration implies {dtype.name}.")
-    leaves.append(tf.convert_to_tensor(arrays[name]))
-  return dist, tf.nest.pack_sequence_as(_template(net_dist), leaves)
+  if meta["arrays"] != [s[0] for s in specs]:
+    raise _fail(path, f"metadata 'arrays' lists {meta['arrays']} but the "
+                f"configuration's parts are {[s[0] for s in specs]}.")
+  _implied.check_dtypes(path, headers, {n: d for n, _, d in specs})
+  dist = target.build()
+  arrays = archive.load()
+  leaves = [tf.convert_to_tensor(arrays[name]) for name, _, _ in specs]
+  return dist, tf.nest.pack_sequence_as(_template(target.network), leaves)
 
 
 def _template(dist):
@@ -187,8 +218,6 @@ def _template(dist):
 def _check_static(expected, got, prefix: str, desc: str) -> None:
   """Raises unless `got` has the layer types and static configurations
   (activations, strides, ...) of `expected`, which the leaves do not show."""
-  # pylint: disable-next=g-import-not-at-top
-  from jdlayers.compose import CompositeLayer
   where = f"part {prefix.rstrip('/')!r} of the network" if prefix else (
       "the network")
   if type(got) is not type(expected) or (
@@ -203,18 +232,7 @@ def _check_static(expected, got, prefix: str, desc: str) -> None:
       _check_static(e, g, f"{prefix}{i}/", desc)
 
 
-def _rebuild(path, meta):
-  if "config" not in meta:
-    raise _fail(path, "no 'config' in the metadata.")
-  try:
-    return _config.from_config(meta["config"])
-  except (ValueError, TypeError, KeyError, AttributeError, IndexError,
-          RecursionError) as e:
-    raise _fail(path, f"invalid configuration: {e}") from None
-
-
 def _network_dist(obj):
-  from jdlayers.models import Model  # pylint: disable=g-import-not-at-top
   return obj.network if isinstance(obj, Model) else obj
 
 
@@ -222,27 +240,4 @@ def _describe(obj) -> str:
   return getattr(obj, "_desc", None) or type(obj).__name__
 
 
-def _leaf_specs(dist) -> List[Tuple[str, Tuple[int, ...], tf.DType]]:
-  """`(path name, event shape, dtype)` of each random tensor, in
-  `tf.nest.flatten` order."""
-  if isinstance(dist, _base.StaticLayer):
-    return []
-  out = []
-  _walk(dist.event_shape, dist.dtype, "", out)
-  return out
-
-
-def _walk(shapes, dtypes, prefix: str, out: list) -> None:
-  # pylint: disable-next=g-import-not-at-top
-  from jdlayers.compose import CompositeLayer
-  if isinstance(shapes, CompositeLayer):
-    for i, (s, d) in enumerate(zip(shapes.layers, dtypes.layers)):
-      _walk(s, d, f"{prefix}{i}/", out)
-  elif isinstance(shapes, _base.SampledLayer):
-    dts = dtypes.params
-    for name, shape in shapes.params.items():
-      out.append((prefix + name, tuple(tf.TensorShape(shape).as_list()),
-                  tf.as_dtype(dts[name])))
-  else:
-    raise TypeError(f"cannot save a network part of type "
-                    f"{type(shapes).__name__}.")
+_leaf_specs = _implied.leaf_specs

@@ -290,7 +290,8 @@ def test_missing_extra_and_mistyped_arrays(tmp_path):
                              sample_shape=())
   _files.write(path, "network", {"config": config, "sample_shape": "2"},
                _affine_arrays(), overwrite=True)
-  with pytest.raises(io.FileFormatError, match="invalid sample_shape"):
+  with pytest.raises(io.FileFormatError, match="network metadata lacks a "
+                     "valid 'sample_shape': '2' is not a list"):
     io.load_network(path)
 
 
@@ -308,7 +309,8 @@ def test_unknown_layer_class(tmp_path):
                      r"configuration: Affine: `out_units` must be a positive"):
     io.load_network(path)
   _files.write(tmp_path / "b.npz", "distribution", {}, {})
-  with pytest.raises(io.FileFormatError, match="no 'config'"):
+  with pytest.raises(io.FileFormatError,
+                     match="distribution metadata lacks 'config'"):
     io.load_distribution(tmp_path / "b.npz")
 
 
