@@ -26,6 +26,8 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import _registry
+
 tfd = tfp.distributions
 Root = tfd.JointDistributionCoroutine.Root
 
@@ -139,6 +141,7 @@ def _positive(value, arg: str, prior: str) -> float:
   return float(value)
 
 
+@_registry.register_class("priors.Normal")
 class Normal(Prior):
   """Isotropic `Normal(0, scale)` on every kernel entry."""
 
@@ -150,6 +153,7 @@ class Normal(Prior):
     return tfd.Normal(_c(0., spec), _c(self.scale, spec))
 
 
+@_registry.register_class("priors.FanInNormal")
 class FanInNormal(Prior):
   """`Normal(0, gain * sqrt(k / fan))`: He (k=2, fan_in), LeCun (k=1, fan_in)
   or Glorot (k=2, fan_in + fan_out)."""
@@ -177,6 +181,7 @@ class FanInNormal(Prior):
     return tfd.Normal(_c(0., spec), _c(self.scale(spec), spec))
 
 
+@_registry.register_class("priors.Laplace")
 class Laplace(Prior):
   """`Laplace(0, scale)` on every kernel entry (a sparsity-favouring prior)."""
 
@@ -188,6 +193,7 @@ class Laplace(Prior):
     return tfd.Laplace(_c(0., spec), _c(self.scale, spec))
 
 
+@_registry.register_class("priors.StudentT")
 class StudentT(Prior):
   """`StudentT(df, 0, scale)` on every kernel entry (heavy tails)."""
 
@@ -201,6 +207,7 @@ class StudentT(Prior):
     return tfd.StudentT(_c(self.df, spec), _c(0., spec), _c(self.scale, spec))
 
 
+@_registry.register_class("priors.SpikeAndSlab")
 class SpikeAndSlab(Prior):
   """Two-scale normal mixture: `(1-p) N(0, spike) + p N(0, slab)`."""
 
@@ -222,6 +229,7 @@ class SpikeAndSlab(Prior):
                    _c([self.spike_scale, self.slab_scale], spec)))
 
 
+@_registry.register_class("priors.Horseshoe")
 class Horseshoe(Prior):
   """Hierarchical (node-wise) horseshoe: latent global and local scales.
 

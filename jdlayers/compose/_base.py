@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import _registry
 from jdlayers.layers import _base
 from jdlayers.layers.static import Lambda
 
@@ -92,8 +93,7 @@ class Composite(_base.StatelessSeedMixin, _base.ConfigMixin,
     Raises:
       ValueError: For an unknown class or function name in `config`.
     """
-    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
-    kwargs = _config.decode_args(cls.__name__, config)
+    kwargs = _registry.decode_args(cls.__name__, config)
     args = kwargs.pop(cls._varargs, []) if cls._varargs else []
     return cls(*args, **kwargs)
 

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from jdlayers import _registry
 from jdlayers.compose import _base
 from jdlayers.ops import _shapes
 
@@ -59,6 +60,7 @@ def _broadcast_except(ys, axis: int, desc: str):
           for y in ys]
 
 
+@_registry.register_class("Parallel")
 class Parallel(_base.Composite):
   """Distribution over blocks that apply branches to one input and combine.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from jdlayers import _registry
 from jdlayers.compose import _base
 
 
@@ -25,6 +26,7 @@ class ResidualLayer(_base.CompositeLayer):
     return x + y
 
 
+@_registry.register_class("Residual")
 class Residual(_base.Composite):
   """Distribution over residual blocks `y = x + inner(x)`.
 

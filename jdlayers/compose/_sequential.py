@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from jdlayers import _registry
 from jdlayers.compose import _base
 from jdlayers.layers.static import Flatten
 
@@ -20,6 +21,7 @@ class SequentialLayer(_base.CompositeLayer):
     return x
 
 
+@_registry.register_class("Sequential")
 class Sequential(_base.Composite):
   """Distribution over networks that apply layers in sequence.
 

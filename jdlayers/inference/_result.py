@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from jdlayers import diagnostics
-from jdlayers.inference import _kernels
+from jdlayers.inference import _checkpoint, _kernels
 from jdlayers.inference._predictive import Predictive, predict
-from jdlayers.io import _files
+from jdlayers.io import _config, _files
 
 KIND = "mcmc_result"
 
@@ -258,7 +258,6 @@ class MCMCResult:
     same.predict(x).mean
     ```
     """
-    from jdlayers.inference import _checkpoint  # pylint: disable=g-import-not-at-top
     post = self.posterior
     arrays = {f"state_{i}": np.asarray(s) for i, s in enumerate(self.states)}
     arrays.update(_checkpoint.trace_arrays("trace_", self.trace))
@@ -301,11 +300,7 @@ def _plain(d: dict) -> dict:
 def _model_config(model) -> Tuple[Optional[dict], Optional[str]]:
   """`(to_config(model), None)`, or `(None, why)` if it cannot be saved."""
   try:
-    from jdlayers.io._config import to_config  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    return None, f"jdlayers.io cannot serialise models here ({e})"
-  try:
-    config = to_config(model)
+    config = _config.to_config(model)
     json.dumps(config, allow_nan=True)
   except TypeError as e:
     return None, str(e)
@@ -358,8 +353,7 @@ def load_result(path, model=None) -> MCMCResult:
           f"{os.fspath(path)}: the file holds no model configuration (at "
           f"save: {meta.get('model_error')}); pass the model that was "
           "sampled: load_result(path, model=...).")
-    from jdlayers.io._config import from_config  # pylint: disable=g-import-not-at-top
-    model = from_config(meta["model"])
+    model = _config.from_config(meta["model"])
   elif meta.get("model") is not None:
     config, _ = _model_config(model)
     if config is not None and json.loads(json.dumps(config)) != meta["model"]:
@@ -377,7 +371,6 @@ def load_result(path, model=None) -> MCMCResult:
   ref = post.init(1, seed=0)
   expected = {f"state_{i}": (d, c) + tuple(p.shape[1:])
               for i, p in enumerate(ref)}
-  from jdlayers.inference import _checkpoint  # pylint: disable=g-import-not-at-top
   expected.update(_checkpoint.trace_shapes("trace_", d, c))
   expected.update(_checkpoint.trace_shapes("warmup_", w, c))
   _files.check_shapes(path, arrays, expected)

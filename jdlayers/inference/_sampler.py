@@ -25,6 +25,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from jdlayers.inference import _checkpoint, _kernels
+from jdlayers.inference._result import MCMCResult
 from jdlayers.layers._base import stateless_seed
 
 
@@ -283,7 +284,6 @@ class Sampler:
 
   def result(self):
     """The `MCMCResult` holding every draw so far."""
-    from jdlayers.inference._result import MCMCResult  # pylint: disable=g-import-not-at-top
     return MCMCResult.from_sampler(self)
 
 

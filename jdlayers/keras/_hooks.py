@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import io
 from jdlayers import priors as priors_lib
 from jdlayers.inference.vi import _builders
 from jdlayers.inference.vi import _kl
@@ -210,7 +211,6 @@ def serialize(value, owner: str, arg: str) -> Any:
   if value is None:
     return None
   if isinstance(value, priors_lib.Prior):
-    from jdlayers import io  # pylint: disable=g-import-not-at-top
     try:
       return {_PRIOR_KEY: io.to_config(value)}
     except TypeError as e:
@@ -239,7 +239,6 @@ def deserialize(config: Any, owner: str, arg: str) -> Optional[Any]:
   if config is None:
     return None
   if isinstance(config, dict) and _PRIOR_KEY in config:
-    from jdlayers import io  # pylint: disable=g-import-not-at-top
     return io.from_config(config[_PRIOR_KEY])
   if isinstance(config, dict) and _BUILDER_KEY in config:
     return _builders.builder_from_config(config[_BUILDER_KEY],

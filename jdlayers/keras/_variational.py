@@ -7,8 +7,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Union
 import keras
 import tensorflow as tf
 
+from jdlayers import io
 from jdlayers.keras import _hooks
 from jdlayers.keras._base import VariationalLayer
+from jdlayers.models._model import Model
 
 
 @keras.saving.register_keras_serializable(package="jdlayers")
@@ -73,9 +75,7 @@ class Variational(VariationalLayer):
                seed: Optional[int] = None, **kwargs):
     owner = type(self).__name__
     if isinstance(distribution, Mapping):
-      from jdlayers import io  # pylint: disable=g-import-not-at-top
       distribution = io.from_config(distribution)
-    from jdlayers.models._model import Model  # pylint: disable=g-import-not-at-top
     if isinstance(distribution, Model) or not (
         hasattr(distribution, "sample") and hasattr(distribution, "log_prob")):
       raise TypeError(f"{owner}: `distribution` must be a jdlayers layer or "
@@ -132,7 +132,6 @@ class Variational(VariationalLayer):
     return tuple(fn.get_concrete_function(spec).structured_outputs.shape)
 
   def get_config(self) -> Dict[str, Any]:
-    from jdlayers import io  # pylint: disable=g-import-not-at-top
     config = super().get_config()
     owner = f"Variational '{self.name}'"
     try:

@@ -19,6 +19,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import _registry
+
 tfd = tfp.distributions
 Root = tfd.JointDistributionCoroutine.Root
 
@@ -157,8 +159,7 @@ class ConfigMixin:
     jdl.Affine(3, 2, activation="tanh").get_config()["activation"]  # 'tanh'
     ```
     """
-    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
-    return _config.encode_args(self._desc, self._init_args)
+    return _registry.encode_args(self._desc, self._init_args)
 
   @classmethod
   def from_config(cls, config: Mapping[str, Any]):
@@ -168,8 +169,7 @@ class ConfigMixin:
       ValueError: For an unknown function or class name in `config`.
       TypeError: For unexpected or missing arguments.
     """
-    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
-    return cls(**_config.decode_args(cls.__name__, config))
+    return cls(**_registry.decode_args(cls.__name__, config))
 
 
 class LayerDistribution(StatelessSeedMixin, ConfigMixin,

@@ -8,6 +8,7 @@ from typing import Callable, Optional, Union
 
 import tensorflow as tf
 
+from jdlayers import _registry
 from jdlayers import ops
 from jdlayers import priors as priors_lib
 from jdlayers.layers import _base
@@ -44,6 +45,7 @@ class AffineLayer(_base.SampledLayer):
     return y if act is None else act(y)
 
 
+@_registry.register_class("Affine")
 class Affine(_base.LayerDistribution):
   """Distribution over affine layers `y = activation(x @ weights^T + bias)`.
 

@@ -13,6 +13,7 @@ from typing import Callable, Optional, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from jdlayers import _registry
 from jdlayers import ops
 from jdlayers import priors as priors_lib
 from jdlayers.layers import _base
@@ -169,6 +170,7 @@ def _check_output_padding(output_padding, rank, strides, dilations, size,
   return op
 
 
+@_registry.register_class("Conv")
 class Conv(_ConvBase):
   """Distribution over convolution layers of any rank (with a bias).
 
@@ -235,11 +237,13 @@ class Conv(_ConvBase):
                 output_padding=None, validate_args=validate_args)
 
 
+@_registry.register_class("Conv1D")
 class Conv1D(Conv):
   """`Conv` with `rank=1`: inputs `[..., N, width, in_channels]`."""
   _fixed_rank = 1
 
 
+@_registry.register_class("Conv2D")
 class Conv2D(Conv):
   """`Conv` with `rank=2`: inputs `[..., N, h, w, in_channels]`.
 
@@ -249,6 +253,7 @@ class Conv2D(Conv):
   _fixed_rank = 2
 
 
+@_registry.register_class("Conv3D")
 class Conv3D(Conv):
   """`Conv` with `rank=3`: inputs `[..., N, d, h, w, in_channels]`."""
   _fixed_rank = 3

@@ -6,6 +6,7 @@ from typing import Callable, Optional, Tuple, Union
 
 import tensorflow as tf
 
+from jdlayers import _registry
 from jdlayers import ops
 from jdlayers import priors as priors_lib
 from jdlayers.layers import _base
@@ -43,6 +44,7 @@ class ConvTransposeLayer(_base.SampledLayer):
     return y if c.activation is None else c.activation(y)
 
 
+@_registry.register_class("ConvTranspose")
 class ConvTranspose(_ConvBase):
   """Distribution over transposed-convolution layers of any rank.
 
@@ -83,16 +85,19 @@ class ConvTranspose(_ConvBase):
                 output_padding=output_padding, validate_args=validate_args)
 
 
+@_registry.register_class("ConvTranspose1D")
 class ConvTranspose1D(ConvTranspose):
   """`ConvTranspose` with `rank=1`."""
   _fixed_rank = 1
 
 
+@_registry.register_class("ConvTranspose2D")
 class ConvTranspose2D(ConvTranspose):
   """`ConvTranspose` with `rank=2`."""
   _fixed_rank = 2
 
 
+@_registry.register_class("ConvTranspose3D")
 class ConvTranspose3D(ConvTranspose):
   """`ConvTranspose` with `rank=3`."""
   _fixed_rank = 3

@@ -12,6 +12,7 @@ from typing import Callable, Optional, Tuple
 
 import tensorflow as tf
 
+from jdlayers import _registry
 from jdlayers import ops
 from jdlayers.layers import _base
 
@@ -35,6 +36,7 @@ class LambdaLayer(_base.SampledLayer):
     return self._config.fn(*args, **kwargs)
 
 
+@_registry.register_class("Lambda")
 class Lambda(_base.StaticLayer):
   """Wraps a callable (e.g. `tf.nn.relu`) as a layer; as the TFP anchor.
 
@@ -95,6 +97,7 @@ class FlattenLayer(_base.SampledLayer):
     return tf.reshape(x, list(lead) + [n])
 
 
+@_registry.register_class("Flatten")
 class Flatten(_base.StaticLayer):
   """Flattens each example's features: `[..., N, *f] -> [..., N, prod(f)]`.
 
@@ -146,6 +149,7 @@ class PoolLayer(_base.SampledLayer):
                     layer=c.desc)
 
 
+@_registry.register_class("Pool")
 class Pool(_base.StaticLayer):
   """Max ("max") or average ("avg") pooling of any rank, as Keras' pooling.
 
@@ -202,8 +206,9 @@ class Pool(_base.StaticLayer):
 def _pool_class(name: str, rank: int, mode: str):
   doc = (f"{'Max' if mode == 'max' else 'Average'} pooling with rank={rank} "
          "(see `Pool`).")
-  return type(name, (Pool,), {"_fixed_rank": rank, "_fixed_mode": mode,
-                              "__doc__": doc})
+  cls = type(name, (Pool,), {"_fixed_rank": rank, "_fixed_mode": mode,
+                             "__doc__": doc, "__module__": __name__})
+  return _registry.register_class(name)(cls)
 
 
 MaxPool1D = _pool_class("MaxPool1D", 1, "max")

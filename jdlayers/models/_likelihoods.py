@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import _registry
+
 tfd = tfp.distributions
 
 
@@ -54,9 +56,8 @@ class Likelihood:
 
   # -- configuration ------------------------------------------------------
   def _params_config(self) -> Dict[str, Any]:
-    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
     params = {**self._priors, **self._fixed}
-    return {k: _config.encode_param(v, f"models.{self.desc}", k)
+    return {k: _registry.encode_param(v, f"models.{self.desc}", k)
             for k, v in params.items()}
 
   def get_config(self) -> Dict[str, Any]:
@@ -85,7 +86,6 @@ class Likelihood:
     Raises:
       ValueError: For an invalid prior config or an unknown function name.
     """
-    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
     owner = f"models.{cls.__name__}"
     known = [p.name for p in inspect.signature(cls).parameters.values()
              if p.kind is p.POSITIONAL_OR_KEYWORD]
@@ -93,7 +93,7 @@ class Likelihood:
     if unknown:
       raise ValueError(f"{owner}: unknown config keys {unknown}; expected "
                        f"some of {known}.")
-    return cls(**{k: _config.decode_param(v, owner, k)
+    return cls(**{k: _registry.decode_param(v, owner, k)
                   for k, v in config.items()})
 
   @property
@@ -183,6 +183,7 @@ def _integral(y: np.ndarray, desc: str, what: str) -> np.ndarray:
   return y
 
 
+@_registry.register_class("models.Normal")
 class Normal(Likelihood):
   """Gaussian observations `y ~ Normal(outputs, scale)`.
 
@@ -206,6 +207,7 @@ class Normal(Likelihood):
     return tfd.Normal(outputs, params["scale"])
 
 
+@_registry.register_class("models.StudentT")
 class StudentT(Likelihood):
   """Robust observations `y ~ StudentT(df, outputs, scale)`.
 
@@ -227,6 +229,7 @@ class StudentT(Likelihood):
     return tf.where(df > 2., var, tf.constant(np.inf, var.dtype))
 
 
+@_registry.register_class("models.HeteroscedasticNormal")
 class HeteroscedasticNormal(Likelihood):
   """Gaussian observations whose scale the network predicts.
 
@@ -261,6 +264,7 @@ class HeteroscedasticNormal(Likelihood):
     return tuple(out_shape[:-1]) + (out_shape[-1] // 2,)
 
 
+@_registry.register_class("models.Poisson")
 class Poisson(Likelihood):
   """Count observations `y ~ Poisson(exp(outputs))` (outputs are log rates)."""
 
@@ -275,6 +279,7 @@ class Poisson(Likelihood):
     return y.astype(dtype.as_numpy_dtype)
 
 
+@_registry.register_class("models.Bernoulli")
 class Bernoulli(Likelihood):
   """Binary observations `y ~ Bernoulli(logits=outputs)`."""
 
@@ -301,6 +306,7 @@ class Bernoulli(Likelihood):
     return y.astype(np.int32)
 
 
+@_registry.register_class("models.Categorical")
 class Categorical(Likelihood):
   """Class labels `y ~ Categorical(logits=outputs)`; `y` is `[N]` int.
 
@@ -335,6 +341,7 @@ class Categorical(Likelihood):
     return y.astype(np.int32)
 
 
+@_registry.register_class("models.General")
 class General(Likelihood):
   """Any likelihood: `fn(outputs, **latents) -> tfd.Distribution`.
 
@@ -374,21 +381,19 @@ class General(Likelihood):
     """As `Likelihood.get_config`; `fn` and `observation_shape` by name
     (registered with `jdlayers.io.register_function`), latents as an
     ordered list of `[name, value]` pairs."""
-    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
     owner = "models.General"
-    return {"fn": _config.function_to_name(self._fn, owner, "fn"),
-            "observation_shape": _config.function_to_name(
+    return {"fn": _registry.function_to_name(self._fn, owner, "fn"),
+            "observation_shape": _registry.function_to_name(
                 self._obs, owner, "observation_shape"),
             "dtype": self._dtype,
             "latents": [list(kv) for kv in self._params_config().items()]}
 
   @classmethod
   def from_config(cls, config):
-    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
     owner = "models.General"
     config = dict(config)
-    fn = _config.function_from_name(config.pop("fn", None), owner, "fn")
-    obs = _config.function_from_name(config.pop("observation_shape", None),
+    fn = _registry.function_from_name(config.pop("fn", None), owner, "fn")
+    obs = _registry.function_from_name(config.pop("observation_shape", None),
                                      owner, "observation_shape")
     latents = config.pop("latents", [])
     if not (isinstance(latents, list) and all(
@@ -399,7 +404,7 @@ class General(Likelihood):
     dtype = config.pop("dtype", "float")
     if config:
       raise ValueError(f"{owner}: unknown config keys {sorted(config)}.")
-    kwargs = {k: _config.decode_param(v, owner, k) for k, v in latents}
+    kwargs = {k: _registry.decode_param(v, owner, k) for k, v in latents}
     return cls(fn, obs, dtype, **kwargs)
 
   def _point(self, outputs, params):

@@ -13,8 +13,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import _registry
 from jdlayers.layers import _base
 from jdlayers.models import _likelihoods
+from jdlayers.models._posterior import Posterior
 
 tfd = tfp.distributions
 Root = tfd.JointDistributionCoroutine.Root
@@ -33,6 +35,7 @@ class ModelJoint(_base.StatelessSeedMixin, tfd.JointDistributionCoroutine):
     return list(self._names)
 
 
+@_registry.register_class("models.Model")
 class Model:
   """A Bayesian model: a network distribution and a likelihood head.
 
@@ -100,9 +103,8 @@ class Model:
     same = jdl.models.Model.from_config(model.get_config())
     ```
     """
-    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
-    return {"network": _config.to_config(self.network),
-            "likelihood": _config.to_config(self.likelihood)}
+    return {"network": _registry.to_config(self.network),
+            "likelihood": _registry.to_config(self.likelihood)}
 
   @classmethod
   def from_config(cls, config: Mapping[str, Any]) -> "Model":
@@ -111,13 +113,12 @@ class Model:
     Raises:
       ValueError: For an invalid or unknown nested config.
     """
-    from jdlayers.io import _config  # pylint: disable=g-import-not-at-top
     unknown = sorted(set(config) - {"network", "likelihood"})
     if unknown or len(config) != 2:
       raise ValueError(f"models.Model: config needs exactly 'network' and "
                        f"'likelihood'; got keys {sorted(config)}.")
-    return cls(_config.from_config(config["network"]),
-               _config.from_config(config["likelihood"]))
+    return cls(_registry.from_config(config["network"]),
+               _registry.from_config(config["likelihood"]))
 
   @property
   def latent_names(self) -> Tuple[str, ...]:
@@ -198,7 +199,6 @@ class Model:
     Raises:
       TypeError, ValueError: For invalid data (see `check_x`, `check_y`).
     """
-    from jdlayers.models._posterior import Posterior  # pylint: disable=g-import-not-at-top
     x, out_shape = self.check_x(x)
     y = self.check_y(y, int(x.shape[0]), out_shape)
     return Posterior(self, x, y, out_shape)

@@ -15,8 +15,9 @@ from jdlayers.inference.vi._builders import (PartSpec, mean_field_normal,
 from jdlayers.inference.vi._elbo import ELBOTerms, elbo_terms
 from jdlayers.inference.vi._estimators import ESTIMATORS
 from jdlayers.inference.vi._fit import History, fit
-from jdlayers.inference.vi._io import load_surrogate, save_surrogate
+from jdlayers.inference.vi._io import save_surrogate
 from jdlayers.inference.vi._kl import elementwise_kl
+from jdlayers.inference.vi._load import load_surrogate
 from jdlayers.inference.vi._surrogate import Surrogate
 
 __all__ = ["ELBOTerms", "ESTIMATORS", "History", "PartSpec", "Surrogate",

@@ -14,6 +14,7 @@ from jdlayers.inference.vi import _estimators
 from jdlayers.inference.vi._elbo import elbo_terms
 from jdlayers.inference.vi._surrogate import Surrogate
 from jdlayers.layers._base import stateless_seed
+from jdlayers.models._model import Model
 
 
 @dataclasses.dataclass
@@ -93,7 +94,6 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   q.predict(x).mean.shape, q.history.loss[-1]
   ```
   """
-  from jdlayers.models._model import Model  # pylint: disable=g-import-not-at-top
   if not isinstance(model, Model):
     raise TypeError(f"vi.fit: `model` must be a jdlayers.models.Model; got "
                     f"{type(model).__name__}.")

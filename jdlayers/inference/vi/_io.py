@@ -1,4 +1,4 @@
-"""Saving and loading fitted surrogates (kind "surrogate").
+"""Saving fitted surrogates (kind "surrogate"); `_load` reads them back.
 
 The file holds the target's JSON configuration (a `Model` or a network
 distribution, via `jdlayers.io.to_config`), the surrogate's options
@@ -11,7 +11,6 @@ the loaded surrogate samples and predicts bit-identically for a seed.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -86,52 +85,3 @@ def save_surrogate(path, surrogate, *, overwrite: bool = False) -> str:
   arrays = {name: np.asarray(v.numpy())
             for name, v in surrogate.trainable_parameters.items()}
   return _files.write(path, KIND, meta, arrays, overwrite=overwrite)
-
-
-def load_surrogate(path):
-  """Loads a surrogate saved by `save_surrogate` / `Surrogate.save`.
-
-  Args:
-    path: The file.
-
-  Returns:
-    A `Surrogate` (with `history` when one was saved) whose samples and
-    predictions equal the saved one's for the same seed.
-
-  Raises:
-    FileNotFoundError: If `path` does not exist.
-    jdlayers.io.FileFormatError: For a file that is not a jdlayers
-      surrogate, is corrupted or too new, names unknown classes or
-      builders, or holds arrays that disagree with its configuration.
-  """
-  from jdlayers.inference.vi._fit import History  # pylint: disable=g-import-not-at-top
-  from jdlayers.inference.vi._surrogate import Surrogate  # pylint: disable=g-import-not-at-top
-  meta, arrays = _files.read(path, KIND)
-  where = os.fspath(path)
-  try:
-    target = _config.from_config(meta["target"])
-    builders = {k: _builders.builder_from_config(b["name"], b["config"])
-                for k, b in (meta.get("builders") or {}).items()}
-    default = meta.get("default")
-    default = default and _builders.builder_from_config(default["name"],
-                                                        default["config"])
-    q = Surrogate(target, point_mass=meta.get("point_mass"),
-                  builders=builders or None, default=default)
-  except (KeyError, TypeError, ValueError, AttributeError) as e:
-    raise _files.FileFormatError(f"{where}: invalid surrogate configuration: "
-                                 f"{e}") from None
-  if list(q.part_names) != list(meta.get("part_names", [])):
-    raise _files.FileFormatError(
-        f"{where}: the configuration gives parts {list(q.part_names)} but "
-        f"the file lists {meta.get('part_names')}.")
-  variables = q.trainable_parameters
-  expected = {name: tuple(v.shape) for name, v in variables.items()}
-  extra = sorted(set(arrays) - set(expected))
-  if extra:
-    raise _files.FileFormatError(f"{where}: unexpected arrays {extra}.")
-  _files.check_shapes(where, arrays, expected)
-  for name, v in variables.items():
-    v.assign(arrays[name].astype(v.dtype.as_numpy_dtype))
-  if meta.get("history"):
-    q.history = History(**meta["history"])
-  return q

@@ -20,10 +20,12 @@ import tensorflow_probability as tfp
 
 from jdlayers import _state
 from jdlayers.compose._base import Composite
-from jdlayers.inference.vi import _builders, _estimators
+from jdlayers.inference import _predictive
+from jdlayers.inference.vi import _builders, _estimators, _io
 from jdlayers.inference.vi._kl import _kl_term, prior_components
 from jdlayers.layers import _base
-from jdlayers.models._posterior import _part_names
+from jdlayers.models._model import Model
+from jdlayers.models._posterior import Posterior, _part_names
 
 tfd = tfp.distributions
 
@@ -90,7 +92,6 @@ class Surrogate(tf.Module):
     # What `save` needs to rebuild this surrogate (see `vi._io`).
     self._options = dict(point_mass=point_mass, builders=builders,
                          default=default, divergence_fns=divergence_fns)
-    from jdlayers.models._model import Model  # pylint: disable=g-import-not-at-top
     if isinstance(target, Model):
       self.model, network = target, target.network
       latent_priors = dict(target.likelihood.latents)
@@ -308,8 +309,6 @@ class Surrogate(tf.Module):
     if not isinstance(num_samples, int) or num_samples < 1:
       raise ValueError(f"Surrogate.predict: `num_samples` must be an int >= "
                        f"1; got {num_samples!r}.")
-    from jdlayers.inference import _predictive  # pylint: disable=g-import-not-at-top
-    from jdlayers.models._posterior import Posterior  # pylint: disable=g-import-not-at-top
     xt, out_shape = self.model.check_x(x)
     s1, s2 = tfp.random.split_seed(_base.stateless_seed(seed))
     states = [p.numpy()[:, None] for p in self.sample_parts([num_samples],
@@ -320,8 +319,7 @@ class Surrogate(tf.Module):
 
   def save(self, path, *, overwrite: bool = False) -> str:
     """Saves the fitted surrogate (see `jdlayers.vi.save_surrogate`)."""
-    from jdlayers.inference.vi._io import save_surrogate  # pylint: disable=g-import-not-at-top
-    return save_surrogate(path, self, overwrite=overwrite)
+    return _io.save_surrogate(path, self, overwrite=overwrite)
 
   def __repr__(self) -> str:
     return (f"<Surrogate over {getattr(self.network, 'name', 'network')}: "
