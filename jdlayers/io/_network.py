@@ -19,10 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from jdlayers.compose import CompositeLayer
-from jdlayers.compose import CompositeLayer
 from jdlayers.io import _config, _files, _implied, _schema
 from jdlayers.layers import _base
-from jdlayers.models import Model
 from jdlayers.models import Model
 
 PathLike = _files.PathLike
