@@ -24,8 +24,13 @@ demo-vi: $(STAMP)
 demo-keras: $(STAMP)
 	$(BIN)/python examples/keras_bayesian_cnn.py
 
+# Tests whose numbers come from TF's CPU kernels run a second time with oneDNN
+# off (as TF itself does on many AMD CPUs): correctness must not depend on it.
+KERNEL_TESTS := tests/ops tests/layers tests/vi/test_vi_estimators.py
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest $(KERNEL_TESTS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
