@@ -15,9 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from jdlayers import diagnostics
-from jdlayers.inference import _checkpoint, _kernels
+from jdlayers.inference import _checkpoint, _kernels, _result_schema
 from jdlayers.inference._predictive import Predictive, predict
-from jdlayers.io import _config, _files
+from jdlayers.io import _config, _files, _implied
+from jdlayers.models._posterior import _part_names
 
 KIND = "mcmc_result"
 
@@ -273,7 +274,8 @@ class MCMCResult:
                 seed=[int(s) for s in np.ravel(self.seed)],
                 diagnostics=self._diagnostics_meta(), model=config,
                 model_error=why)
-    return _files.write(path, KIND, meta, arrays, overwrite=overwrite)
+    return _result_schema.RESULT.write(path, meta, arrays,
+                                       overwrite=overwrite)
 
   def _diagnostics_meta(self) -> Optional[dict]:
     try:
@@ -307,7 +309,9 @@ def _model_config(model) -> Tuple[Optional[dict], Optional[str]]:
   return config, None
 
 
-def load_result(path, model=None) -> MCMCResult:
+def load_result(path, model=None, *,
+                max_bytes: Optional[int] = _files.DEFAULT_MAX_BYTES
+                ) -> MCMCResult:
   """Loads an `MCMCResult` saved with `MCMCResult.save`.
 
   Args:
@@ -317,6 +321,11 @@ def load_result(path, model=None) -> MCMCResult:
       a `Lambda` of an unregistered function); otherwise it replaces the
       saved one (its parts must match the saved states, and a configuration
       that differs from the saved one gives a warning).
+    max_bytes: Refuse a file whose arrays, or one draw of the network its
+      model declares, exceed this many bytes (default 1 GiB); None: no
+      bound (only for files you trust). Everything is checked against the
+      metadata and the arrays' headers before any data is read or any
+      model is built.
 
   Returns:
     The result, with the same states, traces and predictions as the saved
@@ -325,8 +334,9 @@ def load_result(path, model=None) -> MCMCResult:
   Raises:
     FileNotFoundError: If `path` does not exist.
     jdlayers.io.FileFormatError: For a corrupted file, another kind, a newer
-      format version, or states whose names or shapes disagree with the
-      model.
+      format version, metadata or arrays other than `save` writes, states
+      whose names, shapes or dtypes disagree with the model, or a file over
+      `max_bytes`.
     ValueError: If the file holds no model and `model` is None.
 
   #### Example
@@ -337,55 +347,75 @@ def load_result(path, model=None) -> MCMCResult:
   band = result.predict(x_new).interval(0.9)
   ```
   """
-  meta, arrays = _files.read(path, KIND)
-  for key in ("kernel", "adaptation", "seconds", "num_results", "num_draws",
-              "num_chains", "num_warmup", "part_names"):
-    if key not in meta:
-      raise _files.FileFormatError(f"{os.fspath(path)}: metadata lacks "
-                                   f"{key!r}.")
-  for key in ("x", "y", "seed"):
-    if key not in arrays:
-      raise _files.FileFormatError(f"{os.fspath(path)}: missing array "
-                                   f"{key!r}.")
+  where = os.fspath(path)
+  archive = _files.inspect(path, KIND, max_bytes=max_bytes)
+  meta, headers = archive.meta, archive.headers
+  target = None
   if model is None:
-    if meta.get("model") is None:
+    if meta["model"] is None:
       raise ValueError(
-          f"{os.fspath(path)}: the file holds no model configuration (at "
-          f"save: {meta.get('model_error')}); pass the model that was "
-          "sampled: load_result(path, model=...).")
-    model = _config.from_config(meta["model"])
-  elif meta.get("model") is not None:
-    config, _ = _model_config(model)
-    if config is not None and json.loads(json.dumps(config)) != meta["model"]:
-      import warnings  # pylint: disable=g-import-not-at-top
-      warnings.warn(f"{os.fspath(path)}: the model passed differs from the "
-                    "one saved with the result; the loaded result uses the "
-                    "model passed.")
-  post = model.posterior(arrays["x"], arrays["y"])
+          f"{where}: the file holds no model configuration (at save: "
+          f"{meta.get('model_error')}); pass the model that was sampled: "
+          "load_result(path, model=...).")
+    # The network's shapes come from its configuration; the model (which
+    # samples one network) is built only once they agree with the file.
+    target = _implied.decode(path, meta["model"], "model",
+                             max_bytes=max_bytes)
+    if target.likelihood is None:
+      raise _files.fail(path, "invalid configuration (model): not a "
+                        "models.Model.")
+    parts = target.parts
+  else:
+    if meta["model"] is not None:
+      config, _ = _model_config(model)
+      if config is not None and json.loads(json.dumps(config)) != (
+          meta["model"]):
+        import warnings  # pylint: disable=g-import-not-at-top
+        warnings.warn(f"{where}: the model passed differs from the one "
+                      "saved with the result; the loaded result uses the "
+                      "model passed.")
+    net = tf.nest.flatten(model.probe)
+    parts = ([(n, tuple(p.shape), p.dtype) for n, p in
+              zip(_part_names(model.probe), net)]
+             + [(n, tuple(p.event_shape), p.dtype)
+                for n, p in model.likelihood.latents.items()])
   names = list(meta["part_names"])
+  if [p[0] for p in parts] != names:
+    raise _files.fail(path, f"the file holds parts {names} but the model has "
+                      f"{[p[0] for p in parts]}.")
+  _files.check_shapes(path, headers, _result_schema.shapes(
+      meta, [p[1] for p in parts]))
+  for i, (name, _, dtype) in enumerate(parts):
+    got = headers[f"state_{i}"].dtype
+    if got != dtype.as_numpy_dtype:
+      raise _files.fail(path, f"part {name!r} is {got} but the model's is "
+                        f"{dtype.name}.")
+  for prefix in ("trace_", "warmup_"):
+    for k in _result_schema.TRACE_FIELDS:
+      got = headers[prefix + k].dtype
+      if got.kind not in _result_schema.TRACE_KINDS.get(k, "f"):
+        raise _files.fail(path, f"array {prefix + k!r} has dtype {got}.")
+  x, y = headers["x"].shape, headers["y"].shape
+  if not x or not y or x[0] != y[0] or headers["seed"].dtype.kind not in "iu":
+    raise _files.fail(path, f"arrays 'x' {list(x)} and 'y' {list(y)} must "
+                      "share their first dim, and 'seed' must be integer.")
+  if target is not None:
+    model = target.build()
+  arrays = archive.load()
+  try:
+    post = model.posterior(arrays["x"], arrays["y"])
+  except (ValueError, TypeError, tf.errors.OpError) as e:
+    raise _files.fail(path, f"arrays 'x' and 'y' do not fit the model: "
+                      f"{str(e)[:300]}") from None
   if post.part_names != names:
-    raise _files.FileFormatError(
-        f"{os.fspath(path)}: the file holds parts {names} but the model has "
-        f"{post.part_names}.")
-  d, c, w = (int(meta[k]) for k in ("num_draws", "num_chains", "num_warmup"))
-  ref = post.init(1, seed=0)
-  expected = {f"state_{i}": (d, c) + tuple(p.shape[1:])
-              for i, p in enumerate(ref)}
-  expected.update(_checkpoint.trace_shapes("trace_", d, c))
-  expected.update(_checkpoint.trace_shapes("warmup_", w, c))
-  _files.check_shapes(path, arrays, expected)
-  states = []
-  for i, p in enumerate(ref):
-    s = arrays[f"state_{i}"]
-    if s.dtype != p.dtype.as_numpy_dtype:
-      raise _files.FileFormatError(
-          f"{os.fspath(path)}: part {names[i]!r} is {s.dtype} but the model's "
-          f"is {p.dtype.name}.")
-    states.append(s)
+    raise _files.fail(path, f"the file holds parts {names} but the model has "
+                      f"{post.part_names}.")
+  states = [arrays[f"state_{i}"] for i in range(len(parts))]
   return MCMCResult(
       post, states, _checkpoint.trace_from_arrays("trace_", arrays),
       _checkpoint.trace_from_arrays("warmup_", arrays),
       kernel=meta["kernel"], adaptation=meta["adaptation"],
       seed=arrays["seed"], seconds=meta["seconds"],
       num_results=meta["num_results"],
-      final_state=[tf.constant(s[-1]) for s in states] if d else None)
+      final_state=([tf.constant(s[-1]) for s in states]
+                   if meta["num_draws"] else None))

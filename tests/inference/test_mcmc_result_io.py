@@ -177,7 +177,7 @@ def test_part_names_must_match_the_model(saved):
 @pytest.mark.parametrize("damage, match", [
     (dict(kind="mcmc_checkpoint"),
      "holds a 'mcmc_checkpoint', expected 'mcmc_result'"),
-    (dict(num_draws=5), r"array 'state_0' has shape \[6, 2, 3, 1\] but the "
+    (dict(num_draws=5, num_results=5), r"array 'state_0' has shape \[6, 2, 3, 1\] but the "
      r"config implies \[5, 2, 3, 1\]"),
     (dict(trace_step_size=np.zeros(3, np.float32)),
      r"array 'trace_step_size' has shape \[3\]"),
