@@ -4,9 +4,15 @@ A prior is an object with `model(spec)` that returns a zero-argument
 `JointDistributionCoroutine` model (a generator yielding named component
 distributions); `spec` (a `ParamSpec`) tells it the kernel's name, shape,
 output axis and fan-in/fan-out. Every prior yields `spec.kernel_name` and,
-when `spec.bias_shape` is set, `bias` (a `Normal(0, bias_scale)`); hierarchical
-priors also yield their scales as extra latents, which then appear in the
-sampled layer, in `log_prob` and in the default event-space bijector.
+when `spec.bias_shape` is set, `bias` (a `Normal(0, bias_scale)` unless the
+prior says otherwise); hierarchical priors also yield their scales as extra
+latents, which then appear in the sampled layer, in `log_prob` and in the
+event-space bijectors.
+
+Every prior declares its support: `support(spec)` maps each component to a
+bijector from unconstrained space onto the values it can take, and the
+component carries it (`with_support`), so HMC and VI work for every prior,
+including mixtures for which TFP defines no default event-space bijector.
 
 #### Example
 
@@ -21,20 +27,22 @@ sorted(f.params)  # ['bias', 'global_scale', 'local_scale', 'weights']
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from jdlayers import _registry
+from jdlayers._support import Supported, with_support
 
 tfd = tfp.distributions
+tfb = tfp.bijectors
 Root = tfd.JointDistributionCoroutine.Root
 
 __all__ = [
-    "ParamSpec", "Prior", "normal", "fan_in_normal", "he_normal",
-    "lecun_normal", "glorot_normal", "laplace", "student_t", "spike_and_slab",
-    "horseshoe",
+    "ParamSpec", "Prior", "Supported", "with_support", "normal",
+    "fan_in_normal", "he_normal", "lecun_normal", "glorot_normal", "laplace",
+    "student_t", "spike_and_slab", "horseshoe",
 ]
 
 
@@ -61,7 +69,8 @@ class ParamSpec:
 
 
 class Prior:
-  """Base class: subclasses implement `kernel(spec, **latents)`.
+  """Base class of priors: subclasses implement `kernel_dist(spec)` (i.i.d.
+  priors) or `_kernel_model(spec)` (hierarchical ones) and declare supports.
 
   Attributes:
     bias_scale: Scale of the `Normal(0, bias_scale)` bias prior.
@@ -80,19 +89,74 @@ class Prior:
 
     def model_fn():
       yield from self._kernel_model(spec)
-      if spec.bias_shape is not None:
-        yield Root(_iid(tfd.Normal(_c(0., spec), _c(self.bias_scale, spec)),
-                        spec.bias_shape, "bias"))
+      yield from self._bias_model(spec)
 
     return model_fn
 
   def _kernel_model(self, spec: ParamSpec):
-    yield Root(_iid(self.kernel_dist(spec), spec.kernel_shape,
-                    spec.kernel_name))
+    yield Root(_iid(self.kernel_dist(spec), self.kernel_support(spec),
+                    spec.kernel_shape, spec.kernel_name))
+
+  def _bias_model(self, spec: ParamSpec):
+    if spec.bias_shape is not None:
+      yield Root(_iid(self.bias_dist(spec), self.bias_support(spec),
+                      spec.bias_shape, "bias"))
 
   def kernel_dist(self, spec: ParamSpec) -> tfd.Distribution:
     """The scalar distribution each kernel entry gets (i.i.d. priors)."""
-    raise NotImplementedError
+    raise NotImplementedError(
+        f"{type(self).__name__}: a Prior subclass implements "
+        "`kernel_dist(spec)` (a scalar distribution per kernel entry) or "
+        "`_kernel_model(spec)`.")
+
+  def kernel_support(self, spec: ParamSpec) -> Optional[tfb.Bijector]:
+    """Bijector from the real line onto the support of one kernel entry.
+
+    Every built-in prior declares it. A subclass that does not is left to
+    its kernel distribution's own default event-space bijector, and
+    `jdlayers.event_space_bijectors` raises if TFP defines none (e.g. for a
+    `tfd.MixtureSameFamily`): override this method then, e.g. to return
+    `tfb.Identity()` for a real-valued kernel.
+
+    Returns:
+      A scalar (elementwise) bijector, or None for "not declared".
+    """
+    del spec
+    return None
+
+  def bias_dist(self, spec: ParamSpec) -> tfd.Distribution:
+    """The scalar distribution of each bias entry: `Normal(0, bias_scale)`."""
+    return tfd.Normal(_c(0., spec), _c(self.bias_scale, spec))
+
+  def bias_support(self, spec: ParamSpec) -> Optional[tfb.Bijector]:
+    """Bijector onto the support of one bias entry (the real line)."""
+    del spec
+    return tfb.Identity()
+
+  def support(self, spec: ParamSpec) -> Dict[str, Optional[tfb.Bijector]]:
+    """The declared support of every component, by component name.
+
+    Args:
+      spec: The layer's `ParamSpec`.
+
+    Returns:
+      Component name -> elementwise bijector from unconstrained space (None
+      where the prior leaves it to the distribution's default), in model
+      order: hierarchical latents, the kernel, then `bias` if present.
+
+    #### Example
+
+    ```python
+    import jdlayers as jdl
+    spec = jdl.priors.ParamSpec("weights", (3, 2), (3,), 0, 2, 3)
+    jdl.priors.spike_and_slab().support(spec)
+    # {'weights': Identity, 'bias': Identity}
+    ```
+    """
+    out = {spec.kernel_name: self.kernel_support(spec)}
+    if spec.bias_shape is not None:
+      out["bias"] = self.bias_support(spec)
+    return out
 
   def get_config(self) -> dict:
     """JSON-friendly constructor arguments."""
@@ -131,8 +195,20 @@ def _c(value, spec: ParamSpec) -> tf.Tensor:
   return tf.constant(value, spec.dtype)
 
 
-def _iid(dist: tfd.Distribution, shape, name: str) -> tfd.Distribution:
+def _iid(dist: tfd.Distribution, support: Optional[tfb.Bijector], shape,
+         name: str) -> tfd.Distribution:
+  """I.i.d. draws of the scalar `dist`, which carries its declared support
+  (wrapping the scalar, not the draws, keeps the support through any
+  reshaping container TFP or a caller may rebuild around it)."""
+  if support is not None:
+    dist = with_support(dist, support)
   return tfd.Sample(dist, sample_shape=list(shape), name=name)
+
+
+def _real_line(self, spec: ParamSpec) -> tfb.Bijector:
+  """The real line: the support of a real-valued kernel entry."""
+  del self, spec
+  return tfb.Identity()
 
 
 def _positive(value, arg: str, prior: str) -> float:
@@ -151,6 +227,8 @@ class Normal(Prior):
 
   def kernel_dist(self, spec):
     return tfd.Normal(_c(0., spec), _c(self.scale, spec))
+
+  kernel_support = _real_line
 
 
 @_registry.register_class("priors.FanInNormal")
@@ -180,6 +258,8 @@ class FanInNormal(Prior):
   def kernel_dist(self, spec):
     return tfd.Normal(_c(0., spec), _c(self.scale(spec), spec))
 
+  kernel_support = _real_line
+
 
 @_registry.register_class("priors.Laplace")
 class Laplace(Prior):
@@ -191,6 +271,8 @@ class Laplace(Prior):
 
   def kernel_dist(self, spec):
     return tfd.Laplace(_c(0., spec), _c(self.scale, spec))
+
+  kernel_support = _real_line
 
 
 @_registry.register_class("priors.StudentT")
@@ -206,20 +288,35 @@ class StudentT(Prior):
   def kernel_dist(self, spec):
     return tfd.StudentT(_c(self.df, spec), _c(0., spec), _c(self.scale, spec))
 
+  kernel_support = _real_line
+
 
 @_registry.register_class("priors.SpikeAndSlab")
 class SpikeAndSlab(Prior):
-  """Two-scale normal mixture: `(1-p) N(0, spike) + p N(0, slab)`."""
+  """Two-scale normal mixture: `(1-p) N(0, spike) + p N(0, slab)`.
+
+  The kernel always gets the mixture; the bias gets `Normal(0, bias_scale)`
+  (`bias="normal"`) or the same mixture (`bias="spike_and_slab"`, as
+  `tfp.experimental.nn.util.make_kernel_bias_prior_spike_and_slab`). Both
+  are real-valued: the declared support is the identity.
+  """
+
+  BIAS_CHOICES = ("normal", "spike_and_slab")
 
   def __init__(self, spike_scale: float = 0.01, slab_scale: float = 1.0,
-               slab_prob: float = 0.5, bias_scale: float = 1.0):
+               slab_prob: float = 0.5, bias_scale: float = 1.0,
+               bias: str = "normal"):
     self.spike_scale = _positive(spike_scale, "spike_scale", "spike_and_slab")
     self.slab_scale = _positive(slab_scale, "slab_scale", "spike_and_slab")
     if not 0. < slab_prob < 1.:
       raise ValueError("spike_and_slab: `slab_prob` must be in (0, 1); got "
                        f"{slab_prob!r}.")
     self.slab_prob = float(slab_prob)
+    if bias not in self.BIAS_CHOICES:
+      raise ValueError(f"spike_and_slab: `bias` must be one of "
+                       f"{self.BIAS_CHOICES}; got {bias!r}.")
     super().__init__(bias_scale)
+    self.bias = bias
 
   def kernel_dist(self, spec):
     probs = _c([1. - self.slab_prob, self.slab_prob], spec)
@@ -227,6 +324,13 @@ class SpikeAndSlab(Prior):
         tfd.Categorical(probs=probs),
         tfd.Normal(_c([0., 0.], spec),
                    _c([self.spike_scale, self.slab_scale], spec)))
+
+  kernel_support = _real_line
+
+  def bias_dist(self, spec):
+    if self.bias == "spike_and_slab":
+      return self.kernel_dist(spec)
+    return super().bias_dist(spec)
 
 
 @_registry.register_class("priors.Horseshoe")
@@ -236,8 +340,8 @@ class Horseshoe(Prior):
   `global_scale ~ HalfCauchy(0, tau0)`, `local_scale[j] ~ HalfCauchy(0, 1)`
   per output unit `j`, and `kernel[..., j] ~ Normal(0, global * local[j])`
   (Ghosh, Yao & Doshi-Velez, 2019). Both scales are latents of the layer's
-  joint distribution, mapped to unconstrained space by its default
-  event-space bijector.
+  joint distribution; their declared support is the positive half-line
+  (`exp`, as TFP's default for `HalfCauchy(0, .)`).
   """
 
   latent_names = ("global_scale", "local_scale")
@@ -246,12 +350,20 @@ class Horseshoe(Prior):
     self.global_scale = _positive(global_scale, "global_scale", "horseshoe")
     super().__init__(bias_scale)
 
+  kernel_support = _real_line
+
+  def support(self, spec):
+    return {"global_scale": tfb.Exp(), "local_scale": tfb.Exp(),
+            **super().support(spec)}
+
   def _kernel_model(self, spec):
-    tau = yield Root(tfd.HalfCauchy(_c(0., spec), _c(self.global_scale, spec),
-                                    name="global_scale"))
+    support = self.support(spec)
+    tau = yield Root(with_support(
+        tfd.HalfCauchy(_c(0., spec), _c(self.global_scale, spec)),
+        support["global_scale"], name="global_scale"))
     n_out = spec.kernel_shape[spec.out_axis]
-    lam = yield Root(_iid(tfd.HalfCauchy(_c(0., spec), _c(1., spec)), [n_out],
-                          "local_scale"))
+    lam = yield Root(_iid(tfd.HalfCauchy(_c(0., spec), _c(1., spec)),
+                          support["local_scale"], [n_out], "local_scale"))
     k = len(spec.kernel_shape)
     local_shape = [1] * k
     local_shape[spec.out_axis] = n_out
@@ -259,8 +371,9 @@ class Horseshoe(Prior):
     tau = tf.reshape(tau, tf.concat([tf.shape(tau), [1] * k], 0))
     scale = tau * lam
     loc = tf.zeros(spec.kernel_shape, spec.dtype)
-    yield tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=k,
-                          name=spec.kernel_name)
+    yield tfd.Independent(
+        with_support(tfd.Normal(loc, scale), support[spec.kernel_name]),
+        reinterpreted_batch_ndims=k, name=spec.kernel_name)
 
 
 def normal(scale: float = 1.0, bias_scale: Optional[float] = None) -> Prior:
@@ -301,9 +414,38 @@ def student_t(df: float = 3.0, scale: float = 1.0,
 
 
 def spike_and_slab(spike_scale: float = 0.01, slab_scale: float = 1.0,
-                   slab_prob: float = 0.5, bias_scale: float = 1.0) -> Prior:
-  """Two-scale normal mixture prior on the kernel."""
-  return SpikeAndSlab(spike_scale, slab_scale, slab_prob, bias_scale)
+                   slab_prob: float = 0.5, bias_scale: float = 1.0,
+                   bias: str = "normal") -> Prior:
+  """Two-scale normal mixture prior `(1-p) N(0, spike) + p N(0, slab)`.
+
+  Args:
+    spike_scale: Scale of the spike component (> 0).
+    slab_scale: Scale of the slab component (> 0).
+    slab_prob: Weight `p` of the slab, in (0, 1).
+    bias_scale: Scale of the `Normal(0, bias_scale)` bias prior (used when
+      `bias="normal"`).
+    bias: "normal" (default: the bias is not sparsified, and configurations
+      saved before this argument existed keep their meaning) or
+      "spike_and_slab" (the bias gets the kernel's mixture, as in
+      `tfp.experimental.nn`).
+
+  Returns:
+    A `Prior`.
+
+  Raises:
+    ValueError: For a non-positive scale, `slab_prob` outside (0, 1) or an
+      unknown `bias`.
+
+  #### Example
+
+  ```python
+  import jdlayers as jdl
+  layer = jdl.Affine(3, 2, prior=jdl.priors.spike_and_slab(
+      slab_prob=0.2, bias="spike_and_slab"))
+  q = jdl.vi.Surrogate(layer)   # HMC and VI work: the support is declared
+  ```
+  """
+  return SpikeAndSlab(spike_scale, slab_scale, slab_prob, bias_scale, bias)
 
 
 def horseshoe(global_scale: float = 1.0, bias_scale: float = 1.0) -> Prior:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -38,14 +38,15 @@ class PartSpec:
     bijector: The prior's event-space bijector (unconstrained -> support);
       identity for kernels and biases.
     role: "kernel", "bias" or "latent" (any other part).
-    seed: Stateless seed pair for initial values.
+    seed: Stateless seed of the initial values: a pair of ints or an int32
+      tensor of shape `[2]` (symbolic when built inside a graph).
   """
   name: str
   shape: Tuple[int, ...]
   dtype: tf.DType
   bijector: tfb.Bijector
   role: str
-  seed: Tuple[int, int] = (0, 0)
+  seed: Union[Tuple[int, int], tf.Tensor] = (0, 0)
 
 
 def _is_identity(bijector) -> bool:
@@ -57,7 +58,7 @@ def _is_identity(bijector) -> bool:
 
 def _init_normal(spec: PartSpec, mean: float, stddev: float, salt: int):
   seed = tf.random.experimental.stateless_fold_in(
-      tf.constant(spec.seed, tf.int32), salt)
+      tf.convert_to_tensor(spec.seed, tf.int32), salt)
 
   def init():
     return tf.random.stateless_normal(spec.shape, seed, mean, stddev,

@@ -7,6 +7,7 @@ from typing import List, Sequence
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers._support import Supported
 from jdlayers.inference.vi import _builders
 
 tfd = tfp.distributions
@@ -66,8 +67,19 @@ def elementwise_kl(q_base: tfd.Distribution, p: tfd.Distribution):
     base = p
   else:
     return None
+  base = _undeclared(base)
   try:
     kl = tfd.kl_divergence(q_base, base)
   except NotImplementedError:
     return None
   return tf.reduce_sum(kl)
+
+
+def _undeclared(dist: tfd.Distribution) -> tfd.Distribution:
+  """`dist` without the support declarations of `jdlayers.priors` (one draw
+  of a `Supported` is its distribution), so TFP's KL registry sees the
+  family it has closed forms for."""
+  while isinstance(dist, Supported) and (
+      tf.get_static_value(tf.size(dist.sample_shape)) == 0):
+    dist = dist.distribution
+  return dist

@@ -110,9 +110,7 @@ class Surrogate(tf.Module):
     self._num_net_parts = len(net_parts)
     self.part_names: Tuple[str, ...] = tuple(_part_names(structure) +
                                              list(latent_priors))
-    self.bijectors = (_state.event_space_bijectors(network) +
-                      [p.experimental_default_event_space_bijector()
-                       for p in latent_priors.values()])
+    self.bijectors = _state.state_bijectors(network, latent_priors)
     shapes = [tuple(p.shape) for p in net_parts] + [
         tuple(p.event_shape) for p in latent_priors.values()]
     self.dtype = net_parts[0].dtype
@@ -126,9 +124,10 @@ class Surrogate(tf.Module):
                                                 self.bijectors)):
       role = (_ROLES.get(pname.rsplit("/", 1)[-1], "latent")
               if i < self._num_net_parts else "latent")
-      s = tf.random.experimental.stateless_fold_in(seed, i).numpy()
-      spec = _builders.PartSpec(pname, shape, self.dtype, bij, role,
-                                (int(s[0]), int(s[1])))
+      # A seed tensor, not Python ints: construction also runs in graphs.
+      spec = _builders.PartSpec(
+          pname, shape, self.dtype, bij, role,
+          tf.random.experimental.stateless_fold_in(seed, i))
       builder = _builders.select_builder(spec, builders, point_mass, default)
 
       def make_var(vname, vshape, initializer, _p=pname):
