@@ -151,6 +151,38 @@ class Mapping_(Field):  # pylint: disable=invalid-name
     return None
 
 
+class Either(Field):
+  """Any one of `options` (e.g. a bool or a list of strings)."""
+
+  def __init__(self, *options: Field):
+    self.options = options
+    self.desc = " or ".join(o.desc for o in options)
+
+  def check(self, value):
+    whys = [o.check(value) for o in self.options]
+    return None if any(w is None for w in whys) else "not " + self.desc
+
+
+class Record(Field):
+  """An object with exactly the keys of `fields`, each checked."""
+
+  def __init__(self, fields: Mapping[str, Field]):
+    self.fields = dict(fields)
+    self.desc = "{" + ", ".join(f"{k}: {f.desc}" for k, f in
+                                self.fields.items()) + "}"
+
+  def check(self, value):
+    if not isinstance(value, dict):
+      return "not an object"
+    if sorted(value) != sorted(self.fields):
+      return f"has keys {sorted(value)!r:.100}"
+    for k, field in self.fields.items():
+      why = field.check(value[k])
+      if why:
+        return f"entry {k!r} is {why}"
+    return None
+
+
 class Schema:
   """The metadata fields and array names of one file kind.
 

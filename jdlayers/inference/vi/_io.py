@@ -11,14 +11,79 @@ the loaded surrogate samples and predicts bit-identically for a seed.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 from jdlayers.inference.vi import _builders
-from jdlayers.io import _config, _files
+from jdlayers.io import _config, _files, _schema
 
 KIND = "surrogate"
+
+_S = _schema
+_BUILDER = _S.Record({
+    "name": _S.Str((_builders.MeanFieldNormal.name, _builders.PointMass.name)),
+    "config": _S.Mapping_(_S.Float())})
+_HISTORY = _S.Mapping_(_S.List(_S.Float()),
+                       keys=("loss", "nll", "kl", "step_loss", "seconds"))
+
+# The file's schema, used by `save_surrogate` to write and by
+# `load_surrogate` (through `_files.inspect`) to check.
+SURROGATE = _schema.Schema(
+    KIND, "surrogate",
+    {"target": _S.Dict(),
+     "point_mass": _S.Either(_S.Optional_(_S.Bool()), _S.List(_S.Str())),
+     "builders": _S.Mapping_(_BUILDER),
+     "default": _S.Optional_(_BUILDER),
+     "part_names": _S.List(_S.Str(), unique=True),
+     "variables": _S.List(_S.Str(), unique=True),
+     "history": _S.Optional_(_HISTORY)},
+    members=lambda meta: meta["variables"],
+    max_members=lambda meta: len(meta["variables"]))
+
+
+def implied_variables(parts: Sequence[Tuple[str, Tuple[int, ...]]], dtype,
+                      builders, point_mass, default
+                      ) -> Dict[str, Tuple[int, ...]]:
+  """Variable name -> shape that `Surrogate` would create, allocating nothing.
+
+  Each part's builder is selected as `Surrogate` does and called with a
+  `make_variable` that only records names and shapes (builders create
+  variables only through it; their initializers are not called).
+
+  Args:
+    parts: `(part name, event shape)` of each part, in order.
+    dtype: The surrogate's dtype (its first part's).
+    builders, point_mass, default: As `Surrogate` takes them.
+  """
+  out: Dict[str, Tuple[int, ...]] = {}
+  default = default or _builders.mean_field_normal()
+  for pname, shape in parts:
+    spec = _builders.PartSpec(pname, tuple(shape), tf.as_dtype(dtype),
+                              None, "", (0, 0))
+    builder = _builders.select_builder(spec, builders, point_mass, default)
+
+    def record(vname, vshape, initializer, _p=pname):
+      del initializer
+      out[f"{_p}/{vname}"] = tuple(vshape)
+    builder(spec, record)
+  return out
+
+
+def decode_options(path, meta) -> Tuple[Optional[Dict[str, Any]], Any]:
+  """`(builders, default)` from checked metadata; errors name the file."""
+  try:
+    builders = {k: _builders.builder_from_config(b["name"], b["config"])
+                for k, b in meta["builders"].items()}
+    default = meta["default"]
+    default = default and _builders.builder_from_config(default["name"],
+                                                        default["config"])
+  except (TypeError, ValueError) as e:
+    raise _files.fail(path, f"invalid surrogate configuration (builders): "
+                      f"{e}") from None
+  return builders or None, default
+
 
 
 def _builder_config(builder, what: str) -> Optional[Dict[str, Any]]:
@@ -84,4 +149,4 @@ def save_surrogate(path, surrogate, *, overwrite: bool = False) -> str:
   }
   arrays = {name: np.asarray(v.numpy())
             for name, v in surrogate.trainable_parameters.items()}
-  return _files.write(path, KIND, meta, arrays, overwrite=overwrite)
+  return SURROGATE.write(path, meta, arrays, overwrite=overwrite)

@@ -7,19 +7,27 @@ Kept apart from `_io` (which `Surrogate.save` uses) because loading builds a
 
 from __future__ import annotations
 
-import os
+from typing import Optional
 
-from jdlayers.inference.vi import _builders, _io
+from jdlayers.inference.vi import _io
 from jdlayers.inference.vi._fit import History
 from jdlayers.inference.vi._surrogate import Surrogate
-from jdlayers.io import _config, _files
+from jdlayers.io import _files, _implied
 
 
-def load_surrogate(path):
+def load_surrogate(path, *,
+                   max_bytes: Optional[int] = _files.DEFAULT_MAX_BYTES):
   """Loads a surrogate saved by `save_surrogate` / `Surrogate.save`.
+
+  The metadata, the arrays' headers and the variables the configuration
+  implies are checked against each other (and against `max_bytes`) before
+  any array data is read or any model or variable is built.
 
   Args:
     path: The file.
+    max_bytes: Refuse a file whose arrays, or one draw of the network its
+      target declares, exceed this many bytes (default 1 GiB); None: no
+      bound (only for files you trust).
 
   Returns:
     A `Surrogate` (with `history` when one was saved) whose samples and
@@ -29,34 +37,55 @@ def load_surrogate(path):
     FileNotFoundError: If `path` does not exist.
     jdlayers.io.FileFormatError: For a file that is not a jdlayers
       surrogate, is corrupted or too new, names unknown classes or
-      builders, or holds arrays that disagree with its configuration.
+      builders, holds metadata or arrays that disagree with its
+      configuration, or exceeds `max_bytes`.
+
+  #### Example
+
+  ```python
+  q2 = jdl.vi.load_surrogate("q.jdl.npz")   # q2.predict(x) equals q's
+  ```
   """
-  meta, arrays = _files.read(path, _io.KIND)
-  where = os.fspath(path)
+  archive = _files.inspect(path, _io.KIND, max_bytes=max_bytes)
+  meta, headers = archive.meta, archive.headers
+  target = _implied.decode(path, meta["target"], "target",
+                           max_bytes=max_bytes)
+  builders, default = _io.decode_options(path, meta)
+  names = [p[0] for p in target.parts]
+  if names != meta["part_names"]:
+    raise _files.fail(path, f"the configuration gives parts {names} but the "
+                      f"file lists {meta['part_names']}.")
+  if not target.parts:
+    raise _files.fail(path, "the target has no random parts.")
+  dtype = target.parts[0][2]
   try:
-    target = _config.from_config(meta["target"])
-    builders = {k: _builders.builder_from_config(b["name"], b["config"])
-                for k, b in (meta.get("builders") or {}).items()}
-    default = meta.get("default")
-    default = default and _builders.builder_from_config(default["name"],
-                                                        default["config"])
-    q = Surrogate(target, point_mass=meta.get("point_mass"),
-                  builders=builders or None, default=default)
-  except (KeyError, TypeError, ValueError, AttributeError) as e:
-    raise _files.FileFormatError(f"{where}: invalid surrogate configuration: "
-                                 f"{e}") from None
-  if list(q.part_names) != list(meta.get("part_names", [])):
-    raise _files.FileFormatError(
-        f"{where}: the configuration gives parts {list(q.part_names)} but "
-        f"the file lists {meta.get('part_names')}.")
-  variables = q.trainable_parameters
-  expected = {name: tuple(v.shape) for name, v in variables.items()}
-  extra = sorted(set(arrays) - set(expected))
+    expected = _io.implied_variables([p[:2] for p in target.parts], dtype,
+                                     builders, meta["point_mass"], default)
+  except Exception as e:  # pylint: disable=broad-except
+    raise _files.fail(path, f"invalid surrogate configuration: {e}") from None
+  extra = sorted(set(headers) - set(expected))
   if extra:
-    raise _files.FileFormatError(f"{where}: unexpected arrays {extra}.")
-  _files.check_shapes(where, arrays, expected)
-  for name, v in variables.items():
-    v.assign(arrays[name].astype(v.dtype.as_numpy_dtype))
-  if meta.get("history"):
+    raise _files.fail(path, f"unexpected arrays {extra}.")
+  _files.check_shapes(path, headers, expected)
+  if meta["variables"] != list(expected):
+    raise _files.fail(path, f"metadata 'variables' lists "
+                      f"{meta['variables']} but the configuration implies "
+                      f"{list(expected)}.")
+  _implied.check_dtypes(path, headers, {n: dtype for n in expected})
+  try:
+    q = Surrogate(target.build(), point_mass=meta["point_mass"],
+                  builders=builders, default=default)
+  except _files.FileFormatError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise _files.fail(path, f"invalid surrogate configuration: {e}") from None
+  if list(q.part_names) != meta["part_names"]:
+    raise _files.fail(path, f"the configuration gives parts "
+                      f"{list(q.part_names)} but the file lists "
+                      f"{meta['part_names']}.")
+  arrays = archive.load()
+  for name, v in q.trainable_parameters.items():
+    v.assign(arrays[name])
+  if meta["history"]:
     q.history = History(**meta["history"])
   return q
