@@ -1,12 +1,19 @@
 """Checkpoints of a running `Sampler`: fingerprint, write, validate, restore.
 
-A checkpoint is a jdlayers file (`jdlayers.io`) of kind "mcmc_checkpoint"
-holding everything the next step needs, so that a resumed run continues
+A checkpoint is a small manifest file (a jdlayers file, `jdlayers.io`, of
+kind "mcmc_checkpoint") plus segment files next to it. The manifest holds
+everything the next step needs, so that a resumed run continues
 bit-identically: the chain state, every leaf of the kernel results (adapted
 step size, dual-averaging and mass-matrix state included), the step counter
-(the seed of step `t` is `fold_in(run_seed, t)`), the draws and traces so far
-and the wall time. Its metadata carries a fingerprint of the run's settings
-and data, checked before anything is restored.
+(the seed of step `t` is `fold_in(run_seed, t)`) and the wall time, and it
+names the segments. Each segment (kind "mcmc_checkpoint_segment", named
+`<checkpoint>.<run id>.<start>-<stop>.seg.jdl.npz`) holds the draws and
+traces of the steps `[start, stop)` between two checkpoints, so a checkpoint
+writes only what is new, never the whole history again. The segment is
+written before the manifest, both atomically: whatever crash or full disk
+interrupts a write, the manifest on disk names complete segments only. The
+manifest's metadata carries a fingerprint of the run's settings and data,
+checked before anything is restored.
 """
 
 from __future__ import annotations
@@ -14,15 +21,18 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import re
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from jdlayers.inference import _checkpoint_schema as _schema
 from jdlayers.inference import _kernels
 from jdlayers.io import _files
 
-KIND = "mcmc_checkpoint"
+KIND, SEGMENT_KIND = _schema.KIND, _schema.SEGMENT_KIND
+SUFFIX = _schema.SUFFIX
 
 
 # -- shared helpers (also used by `MCMCResult.save`) -------------------------
@@ -163,69 +173,244 @@ def unflatten_results(path, template, leaves: Sequence[np.ndarray]):
 
 
 # -- files -------------------------------------------------------------------
-def write(sampler, path, *, overwrite: bool) -> str:
-  """Writes the sampler's checkpoint atomically."""
+def new_run_id() -> str:
+  """A random id for a fresh run's segment names (stale files never clash)."""
+  return os.urandom(6).hex()
+
+
+def segment_name(path, run_id: str, start: int, stop: int) -> str:
+  """Basename of the segment holding steps `[start, stop)` of `path`'s run."""
+  return f"{os.path.basename(os.fspath(path))}.{run_id}.{start}-{stop}{SUFFIX}"
+
+
+def write(sampler, path, *, overwrite: bool) -> List[list]:
+  """Writes the steps since the last checkpoint as a segment, then the manifest.
+
+  Both files are written atomically, the segment first, so the manifest on
+  disk always names complete segments: a crash (or full disk) at any point
+  leaves the last good checkpoint resumable.
+
+  Args:
+    sampler: The `Sampler` (its `_segments` are the committed segments).
+    path: The checkpoint (manifest) path.
+    overwrite: Replace an existing manifest (False only for a fresh run's
+      first write, which refuses to clobber a file created since).
+
+  Returns:
+    The segment list the manifest now holds (`[[name, start, stop], ...]`).
+
+  Raises:
+    CheckpointWriteError: If a file cannot be written; it carries the draws
+      so far as `partial_result`.
+  """
+  path = os.fspath(path)
+  segments = [list(seg) for seg in sampler._segments]  # pylint: disable=protected-access
+  start, stop = (segments[-1][2] if segments else 0), int(sampler.step)
+  target, new_segment = path, None
+  try:
+    if stop > start:
+      name = segment_name(path, sampler._run_id, start, stop)  # pylint: disable=protected-access
+      target = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+      # A file of this name is never one the user saved: it can only be
+      # this run's own segment, orphaned by a crash before its manifest.
+      _schema.SEGMENT.write(target, _segment_meta(sampler, start, stop),
+                            _segment_arrays(sampler, start, stop),
+                            overwrite=True)
+      new_segment = target
+      segments.append([name, start, stop])
+    target = path
+    _schema.MANIFEST.write(path, _manifest_meta(sampler, segments),
+                           _manifest_arrays(sampler), overwrite=overwrite)
+  except OSError as e:
+    if new_segment is not None:  # not named by any manifest: remove it
+      _remove_quietly(new_segment)
+    raise CheckpointWriteError(sampler, path, target, e) from e
+  return segments
+
+
+def _segment_meta(sampler, start: int, stop: int) -> Dict[str, Any]:
+  b = sampler.num_burnin_steps
+  return dict(run_id=sampler._run_id, start=start, stop=stop,  # pylint: disable=protected-access
+              num_state_parts=len(sampler.state),
+              num_draws=max(0, stop - b) - max(0, start - b))
+
+
+def _segment_arrays(sampler, start: int, stop: int) -> Dict[str, np.ndarray]:
+  b = sampler.num_burnin_steps
+  lo, hi = max(0, start - b), max(0, stop - b)
+  arrays = {f"draws_{i}": buf[lo:hi]
+            for i, buf in enumerate(sampler._draw_buf)}  # pylint: disable=protected-access
+  arrays.update(trace_arrays("trace_", _kernels.Trace(
+      *[buf[start:stop] for buf in sampler._trace_buf])))  # pylint: disable=protected-access
+  return arrays
+
+
+def _manifest_meta(sampler, segments) -> Dict[str, Any]:
+  return dict(step=int(sampler.step), total_steps=int(sampler.total_steps),
+              complete=bool(sampler.done), wall_time=float(sampler.wall_time),
+              num_state_parts=len(sampler.state),
+              num_kernel_results=len(_leaves(sampler)),
+              run_id=sampler._run_id, segments=segments,  # pylint: disable=protected-access
+              fingerprint=sampler.fingerprint)
+
+
+def _manifest_arrays(sampler) -> Dict[str, np.ndarray]:
   arrays = {f"state_{i}": p.numpy() for i, p in enumerate(sampler.state)}
+  arrays.update({f"kr_{i}": a for i, a in enumerate(_leaves(sampler))})
+  return arrays
+
+
+def _leaves(sampler) -> List[np.ndarray]:
   kr, leaves = sampler._kr_leaves  # pylint: disable=protected-access
   if kr is not sampler.kernel_results:
     leaves = flatten_results(sampler.kernel_results)
-  arrays.update({f"kr_{i}": np.asarray(a) for i, a in enumerate(leaves)})
-  arrays.update({f"draws_{i}": d for i, d in enumerate(sampler.draws())})
-  arrays.update(trace_arrays("trace_", sampler.full_trace()))
-  meta = dict(step=int(sampler.step), total_steps=int(sampler.total_steps),
-              complete=bool(sampler.done), wall_time=float(sampler.wall_time),
-              num_state_parts=len(sampler.state),
-              num_kernel_results=sum(k.startswith("kr_") for k in arrays),
-              fingerprint=sampler.fingerprint)
-  return _files.write(path, KIND, meta, arrays, overwrite=overwrite)
+  return [np.asarray(a) for a in leaves]
+
+
+def _remove_quietly(path: str) -> None:
+  try:
+    os.unlink(path)
+  except OSError:
+    pass
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written; the run stopped, its draws are kept.
+
+  Raised by `Sampler.run` / `jdlayers.mcmc.sample` (an `OSError`, with the
+  cause's `errno`) instead of losing the run: the draws made so far are in
+  `partial_result`, and the checkpoint on disk still holds its last good
+  step, from which `resume=True` continues bit-identically.
+
+  Attributes:
+    path: The checkpoint path.
+    filename: The file whose write failed (the checkpoint or a segment).
+    partial_result: `MCMCResult` of every draw so far (`complete` is False
+      unless the run had ended).
+    checkpoint_step: The step the checkpoint on disk holds (None: none yet).
+  """
+
+  def __init__(self, sampler, path: str, failed: str, cause: OSError):
+    self.path, self.checkpoint_step = path, sampler.checkpoint_step
+    self.partial_result = sampler.result()
+    held = ("no checkpoint was written yet" if self.checkpoint_step is None
+            else f"the checkpoint holds step {self.checkpoint_step}; fix the "
+            "cause and rerun with resume=True to continue from there")
+    super().__init__(
+        f"mcmc: writing checkpoint {path!r} failed at step {sampler.step} of "
+        f"{sampler.total_steps} (file {failed!r}: {type(cause).__name__}: "
+        f"{cause}). The run stopped; its {self.partial_result.num_draws} "
+        f"draws so far are in this error's `partial_result`; {held}.")
+    self.errno, self.filename = cause.errno, failed
 
 
 def read(path) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-  """Reads a checkpoint; checks it is one (kind, version, integrity)."""
-  meta, arrays = _files.read(path, KIND)
-  for key, types in (("step", int), ("num_state_parts", int),
-                     ("num_kernel_results", int), ("wall_time", (int, float)),
-                     ("fingerprint", dict)):
-    if not isinstance(meta.get(key), types) or isinstance(meta[key], bool):
-      raise _files.FileFormatError(f"{os.fspath(path)}: checkpoint metadata "
-                                   f"lacks a valid {key!r}.")
-  return meta, arrays
+  """Reads a checkpoint's manifest, checked against `_schema.MANIFEST`."""
+  return _files.read(path, KIND)
 
 
 def restore(sampler, path, meta, arrays) -> None:
-  """Puts a checkpoint's state, results, draws and traces into `sampler`."""
-  step, burnin = int(meta["step"]), sampler.num_burnin_steps
-  if not 0 <= step <= sampler.total_steps:
-    raise _files.FileFormatError(f"{os.fspath(path)}: step {step} is outside "
-                                 f"this run's 0..{sampler.total_steps}.")
-  c = sampler.num_chains
-  shapes = {}
+  """Puts a checkpoint's state, results, draws and traces into `sampler`.
+
+  Every count in the metadata is checked against this run (and the arrays
+  present) before it sizes anything, so a crafted file cannot make it
+  allocate or loop beyond the run's own size.
+  """
+  path = os.fspath(path)
+  step = meta["step"]  # types, ranges and members: checked by the schema
+  if step > sampler.total_steps:
+    raise _files.FileFormatError(f"{path}: step {step} is outside this run's "
+                                 f"0..{sampler.total_steps}.")
+  parts = len(sampler.state)
+  if meta["num_state_parts"] != parts:
+    raise _files.FileFormatError(
+        f"{path}: the checkpoint holds {_short(meta['num_state_parts'])} state "
+        f"parts but this run has {parts}.")
+  n = meta["num_kernel_results"]
+  num_ref = len(tf.nest.flatten(sampler.kernel_results, expand_composites=True))
+  if n != num_ref:
+    raise _files.FileFormatError(
+        f"{path}: the checkpoint holds {_short(n)} kernel-result tensors but "
+        f"this kernel has {num_ref}.")
+  expected = {f"state_{i}": tuple(p.shape) for i, p in enumerate(sampler.state)}
+  _files.check_shapes(path, arrays, expected)
   for i, p in enumerate(sampler.state):
-    shapes[f"state_{i}"] = tuple(p.shape)
-    shapes[f"draws_{i}"] = (max(0, step - burnin),) + tuple(p.shape)
-  shapes.update(trace_shapes("trace_", step, c))
-  _files.check_shapes(path, arrays, shapes)
-  ref = _kernels.trace(sampler.kernel_results, 0)
-  dtypes = {f"trace_{k}": tf.convert_to_tensor(v).dtype
-            for k, v in ref._asdict().items()}
-  for i, p in enumerate(sampler.state):
-    dtypes[f"state_{i}"] = dtypes[f"draws_{i}"] = p.dtype
-  for name, dtype in dtypes.items():
-    if arrays[name].dtype != dtype.as_numpy_dtype:
-      raise _files.FileFormatError(
-          f"{os.fspath(path)}: array {name!r} is {arrays[name].dtype}; "
-          f"expected {dtype.name}.")
-  n = int(meta["num_kernel_results"])
-  missing = [f"kr_{i}" for i in range(n) if f"kr_{i}" not in arrays]
-  if missing:
-    raise _files.FileFormatError(f"{os.fspath(path)}: missing arrays "
-                                 f"{missing}.")
+    _check_dtype(path, arrays, f"state_{i}", p.dtype)
   kr = unflatten_results(path, sampler.kernel_results,
                          [arrays[f"kr_{i}"] for i in range(n)])
-  state = [tf.constant(arrays[f"state_{i}"])
-           for i in range(len(sampler.state))]
-  sampler.state, sampler.kernel_results = state, kr
+  segments = [list(seg) for seg in meta["segments"]]
+  for name, start, stop in segments:
+    _restore_segment(sampler, path, meta["run_id"], name, start, stop)
+  sampler.state = [tf.constant(arrays[f"state_{i}"]) for i in range(parts)]
+  sampler.kernel_results = kr
   sampler.step, sampler.wall_time = step, float(meta["wall_time"])
-  draws = [arrays[f"draws_{i}"] for i in range(len(state))]
-  sampler._draws = [draws] if draws[0].shape[0] else []  # pylint: disable=protected-access
-  sampler._traces = [trace_from_arrays("trace_", arrays)] if step else []  # pylint: disable=protected-access
+  sampler._segments = segments  # pylint: disable=protected-access
+  sampler._run_id = meta["run_id"]  # pylint: disable=protected-access
+  _remove_orphans(path, meta["run_id"], step)
+
+
+def _check_dtype(path, arrays, name, dtype) -> None:
+  if arrays[name].dtype != dtype.as_numpy_dtype:
+    raise _files.FileFormatError(f"{path}: array {name!r} is "
+                                 f"{arrays[name].dtype}; expected {dtype.name}.")
+
+
+def _restore_segment(sampler, path, run_id, name, start, stop) -> None:
+  if not _segment_pattern(r"[^/\\\x00]{1,255}?", re.escape(run_id), start,
+                          stop).fullmatch(name):
+    raise _files.FileFormatError(
+        f"{path}: segment file name {_short(name)} is not one of this "
+        f"checkpoint's (*.{run_id}.{start}-{stop}{SUFFIX}, in its directory).")
+  seg_path = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+  b = sampler.num_burnin_steps
+  lo, hi = max(0, start - b), max(0, stop - b)
+  # This run's own sizes bound what the file may hold (the default 1 GiB
+  # bound of `_files.read` would refuse a large legitimate segment).
+  size = sum((hi - lo) * buf[0].nbytes for buf in sampler._draw_buf)  # pylint: disable=protected-access
+  size += sum((stop - start) * buf[0].nbytes for buf in sampler._trace_buf)  # pylint: disable=protected-access
+  try:
+    meta, arrays = _files.read(seg_path, SEGMENT_KIND, max_bytes=size)
+  except FileNotFoundError:
+    raise _files.FileFormatError(
+        f"{path}: its segment file {seg_path!r} (steps {start}..{stop}) is "
+        "missing; a checkpoint is the file plus its segment files, which "
+        "must be kept (and moved) together.") from None
+  if (meta["run_id"], meta["start"], meta["stop"]) != (run_id, start, stop):
+    raise _files.FileFormatError(
+        f"{seg_path}: not the segment {start}..{stop} of run {run_id} that "
+        f"{path} names.")
+  shapes = {f"draws_{i}": (hi - lo,) + tuple(p.shape)
+            for i, p in enumerate(sampler.state)}
+  shapes.update(trace_shapes("trace_", stop - start, sampler.num_chains))
+  _files.check_shapes(seg_path, arrays, shapes)
+  ref = _kernels.trace(sampler.kernel_results, 0)
+  for i, p in enumerate(sampler.state):
+    _check_dtype(seg_path, arrays, f"draws_{i}", p.dtype)
+    sampler._draw_buf[i][lo:hi] = arrays[f"draws_{i}"]  # pylint: disable=protected-access
+  for k, buf in zip(_kernels.Trace._fields, sampler._trace_buf):  # pylint: disable=protected-access
+    _check_dtype(seg_path, arrays, f"trace_{k}",
+                 tf.convert_to_tensor(getattr(ref, k)).dtype)
+    buf[start:stop] = arrays[f"trace_{k}"]
+
+
+def _segment_pattern(prefix: str, run_id: str, start, stop) -> "re.Pattern":
+  return re.compile(f"{prefix}\\.{run_id}\\.{start}-{stop}{re.escape(SUFFIX)}")
+
+
+def _remove_orphans(path, run_id: str, step: int) -> None:
+  """Deletes this run's segments past the manifest's last step.
+
+  Only a crash between writing a segment and its manifest leaves one; its
+  name (random run id included) is this run's own, so nobody else's file.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  pattern = _segment_pattern(re.escape(os.path.basename(path)),
+                             re.escape(run_id), r"(\d+)", r"(\d+)")
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return
+  for name in names:
+    m = pattern.fullmatch(name)
+    if m and int(m.group(1)) >= step:
+      _remove_quietly(os.path.join(directory, name))

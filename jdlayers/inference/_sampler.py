@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from jdlayers.inference import _checkpoint, _kernels
+from jdlayers.inference import _checkpoint, _initial_check, _kernels
 from jdlayers.inference._result import MCMCResult
 from jdlayers.layers._base import stateless_seed
 
@@ -50,7 +50,10 @@ class Sampler:
       or of `checkpoint_every`).
     checkpoint: Path of a checkpoint file (a jdlayers file, e.g.
       "run.ckpt.jdl.npz"), written atomically every `checkpoint_every` steps
-      and at the end.
+      and at the end. The draws go into segment files next to it
+      (`<checkpoint>.<run id>.<start>-<stop>.seg.jdl.npz`), one per
+      checkpoint with the steps since the previous one; keep (and move) them
+      together with the checkpoint.
     checkpoint_every: Steps between checkpoints (default: every chunk).
     resume: With a `checkpoint` file present, continue the run it holds
       (after checking it was written with the same settings and data; with
@@ -67,7 +70,9 @@ class Sampler:
       `wall_time`).
 
   Raises:
-    ValueError: For invalid settings, or a checkpoint of another run.
+    ValueError: For invalid settings, a checkpoint of another run, or a
+      log density or gradient that is not finite at the initial state of
+      some chain (the message names the chains, the term and likely cause).
     FileExistsError: If `checkpoint` exists and `resume` is False.
     jdlayers.io.FileFormatError: For a corrupted or invalid checkpoint.
 
@@ -116,13 +121,24 @@ class Sampler:
         num_adaptation_steps=num_burnin_steps, **kernel_kwargs)
     self._leapfrogs = int(kernel_kwargs.get("num_leapfrog_steps", 20))
     self.state: List[tf.Tensor] = list(state)
+    # Bootstrapping evaluates the density and its gradient at the initial
+    # state for every chain; a non-finite one would only yield a run of
+    # rejected steps, so it is an error before any sampling.
     self.kernel_results = self._kernel.bootstrap_results(self.state)
+    _initial_check.check(posterior, self.state, self.kernel_results)
     self._kr_leaves = (None, None)  # (results, their leaves) of the last chunk
     self.step = 0
     total = num_burnin_steps + num_results
     self.chunk_size = _chunk_size(chunk_size, total, checkpoint_every)
-    self._draws: List[List[np.ndarray]] = []
-    self._traces: List[_kernels.Trace] = []
+    # Draws and traces go into arrays of the run's final size (pages are
+    # only touched as they fill), so a run holds one copy of its draws and
+    # `draws()` / `result()` return views of them.
+    self._draw_buf = [np.empty((num_results,) + tuple(p.shape),
+                               p.dtype.as_numpy_dtype) for p in state]
+    tr0 = _kernels.trace(self.kernel_results, self._leapfrogs)
+    self._trace_buf = _kernels.Trace(*[
+        np.empty((total,) + tuple(t.shape), t.dtype.as_numpy_dtype)
+        for t in tr0])
     self.wall_time = 0.0
     self._run_chunk = tf.function(self._chunk, jit_compile=jit_compile,
                                   autograph=False)
@@ -137,6 +153,10 @@ class Sampler:
     if checkpoint is not None:
       self.fingerprint = _checkpoint.fingerprint(self, init)
     self._checkpoint_exists = saved is not None
+    # Committed segments `[name, start, stop]` (those the manifest on disk
+    # names) and the random id in their names; restore replaces both.
+    self._segments: List[list] = []
+    self._run_id = _checkpoint.new_run_id()
     if saved is not None:
       _checkpoint.check_fingerprint(checkpoint, saved[0]["fingerprint"],
                                     self.fingerprint)
@@ -186,7 +206,9 @@ class Sampler:
 
     With a `checkpoint`, chunks end on multiples of `checkpoint_every`, where
     the checkpoint is written (and at the end of the run). An interrupt
-    (Ctrl-C) leaves the last one intact.
+    (Ctrl-C) leaves the last one intact; so does a failed checkpoint write,
+    which stops the run with a `CheckpointWriteError` carrying the draws so
+    far (`err.partial_result`).
 
     Args:
       num_steps: Steps to run now; stops early at the end of the run.
@@ -230,28 +252,46 @@ class Sampler:
   def write_checkpoint(self) -> str:
     """Writes the checkpoint now (`run` does so every `checkpoint_every`).
 
+    Writes the steps since the last checkpoint as a new segment file, then
+    the manifest (`_checkpoint`); the previous checkpoint stays valid until
+    the new manifest is in place.
+
     Returns:
       The checkpoint path.
 
     Raises:
       ValueError: If the sampler has no `checkpoint` path.
+      CheckpointWriteError: (an `OSError`) if a file cannot be written (full
+        disk, permissions...); it names the file and the cause and carries
+        the draws so far as `partial_result`; the checkpoint on disk keeps
+        its last good step.
     """
     if self.checkpoint is None:
       raise ValueError("Sampler: no `checkpoint` path was given.")
     t0 = time.perf_counter()
     # The first write refuses to clobber a file created since __init__.
-    path = _checkpoint.write(self, self.checkpoint,
-                             overwrite=self._checkpoint_exists)
+    self._segments = _checkpoint.write(self, self.checkpoint,
+                                       overwrite=self._checkpoint_exists)
     self._checkpoint_exists, self.checkpoint_step = True, self.step
     self.checkpoint_seconds += time.perf_counter() - t0
-    return path
+    return self.checkpoint
+
+  @property
+  def num_draws(self) -> int:
+    """Post-warm-up draws kept so far."""
+    return max(0, self.step - self.num_burnin_steps)
 
   def _store(self, draws, tr):
-    # Keep only post-warm-up states; keep the trace of every step.
+    # Keep only post-warm-up states; keep the trace of every step. Called
+    # before `self.step` advances past the chunk.
+    n = len(tr.step_size)
+    for buf, t in zip(self._trace_buf, tr):
+      buf[self.step:self.step + n] = t
     skip = max(0, self.num_burnin_steps - self.step)
-    if skip < len(tr.step_size):
-      self._draws.append([d[skip:] for d in draws])
-    self._traces.append(tr)
+    if skip < n:
+      k = self.num_draws
+      for buf, d in zip(self._draw_buf, draws):
+        buf[k:k + n - skip] = d[skip:]
 
   def progress_info(self, tr: _kernels.Trace) -> dict:
     """Summary of the last chunk: phase, steps done, acceptance, step size."""
@@ -268,23 +308,28 @@ class Sampler:
         seconds=self.wall_time, kernel=self.kernel_name)
 
   def full_trace(self) -> _kernels.Trace:
-    """Trace of every step so far (warm-up included), `[steps, C]`."""
-    if not self._traces:  # empty, with the shapes and dtypes of a step's
-      tr = _kernels.trace(self.kernel_results, self._leapfrogs)
-      return _kernels.Trace(*[np.zeros((0,) + tuple(t.shape),
-                                       t.dtype.as_numpy_dtype) for t in tr])
-    return _kernels.Trace(*[np.concatenate(f) for f in zip(*self._traces)])
+    """Trace of every step so far (warm-up included), `[steps, C]`.
+
+    Read-only views of the sampler's buffers (no copy).
+    """
+    return _kernels.Trace(*[_frozen(b[:self.step]) for b in self._trace_buf])
 
   def draws(self) -> List[np.ndarray]:
-    """Post-warm-up states so far, each `[draws, C, ...]`."""
-    if not self._draws:
-      return [np.zeros((0,) + tuple(p.shape), p.dtype.as_numpy_dtype)
-              for p in self.state]
-    return [np.concatenate(parts) for parts in zip(*self._draws)]
+    """Post-warm-up states so far, each `[draws, C, ...]`.
+
+    Read-only views of the sampler's buffers (no copy): later steps only
+    write past them, so they stay valid while the run continues.
+    """
+    return [_frozen(b[:self.num_draws]) for b in self._draw_buf]
 
   def result(self):
     """The `MCMCResult` holding every draw so far."""
     return MCMCResult.from_sampler(self)
+
+
+def _frozen(view: np.ndarray) -> np.ndarray:
+  view.flags.writeable = False  # the buffer itself stays writeable
+  return view
 
 
 def _print_progress(info: dict) -> None:
