@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Union
 
+from jdlayers.inference._checkpoint import CheckpointWriteError
 from jdlayers.inference._kernels import (ADAPTATIONS, KERNELS, Trace,
                                          make_kernel, trace)
 from jdlayers.inference._predictive import Predictive
@@ -26,8 +27,9 @@ from jdlayers.inference._result import Diagnostics, MCMCResult, load_result
 from jdlayers.inference._sampler import Sampler
 
 __all__ = [
-    "ADAPTATIONS", "Diagnostics", "KERNELS", "MCMCResult", "Predictive",
-    "Sampler", "Trace", "load_result", "make_kernel", "sample", "trace",
+    "ADAPTATIONS", "CheckpointWriteError", "Diagnostics", "KERNELS",
+    "MCMCResult", "Predictive", "Sampler", "Trace", "load_result",
+    "make_kernel", "sample", "trace",
 ]
 
 
@@ -78,8 +80,11 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
     checkpoint: Path of a checkpoint file. Every `checkpoint_every` steps
       (and at the end) the whole sampler state is written there atomically:
       chain states, kernel results (adapted step size and mass matrix
-      included), the step counter, draws and traces so far, and a fingerprint
-      of the settings and data.
+      included), the step counter and a fingerprint of the settings and
+      data; the draws and traces since the previous checkpoint go into a new
+      segment file next to it, `<checkpoint>.<run id>.<start>-<stop>
+      .seg.jdl.npz`, so each write is as small as the steps it adds. Keep
+      the segments with the checkpoint.
     checkpoint_every: Steps between checkpoints (default: every chunk).
     resume: Continue from `checkpoint` if it exists (the fingerprint must
       match; `seed=None` takes the checkpoint's seed), else start afresh. The
@@ -100,6 +105,10 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
       a `checkpoint` written by a run with other settings or data.
     FileExistsError: If `checkpoint` exists and `resume` is False.
     jdlayers.io.FileFormatError: For a corrupted or invalid checkpoint.
+    CheckpointWriteError: (an `OSError`) if a checkpoint write fails (full
+      disk, permissions): the run stops as on Ctrl-C, the error names the
+      file and the cause, `err.partial_result` holds the draws so far, and
+      the checkpoint on disk keeps its last good step for `resume=True`.
 
   #### Example
 
