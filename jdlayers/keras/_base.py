@@ -29,7 +29,7 @@ Monte Carlo predictions.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import keras
 import numpy as np
@@ -71,7 +71,7 @@ class VariationalLayer(keras.layers.Layer):
 
   ```python
   layer = jdl.keras.Dense(3, num_examples=1000, seed=0)
-  y = layer(x)                 # one weight draw; layer.losses == [KL / 1000]
+  y = layer(x)                 # one weight draw; one loss per part, KL / 1000
   layer.surrogate.sample(8)    # 8 callable jdlayers networks (AffineLayer)
   layer.kl_loss()              # the term it adds: kl_weight * KL / N
   ```
@@ -170,9 +170,13 @@ class VariationalLayer(keras.layers.Layer):
                        f"{len(own)} variables ({[v.name for v in own]}) but "
                        f"the file holds {len(keys)}.")
     for i, v in enumerate(own):
-      v.assign(store[str(i)])
+      v.assign(self._loaded_value(v, store[str(i)]))
     if _SEED_KEY in store.keys():
       self.seed_generator.state.assign(store[_SEED_KEY])
+
+  def _loaded_value(self, variable, value):
+    del variable  # subclasses convert values saved in an older layout
+    return value
 
   # -- computation ---------------------------------------------------------
   def _next_seed(self) -> tf.Tensor:
@@ -194,13 +198,31 @@ class VariationalLayer(keras.layers.Layer):
     del training
     q = self._surrogate
     s_fwd, s_kl = tfp.random.split_seed(self._next_seed(), 2)
-    y = q.apply(tf.cast(inputs, q.dtype), estimator=self.estimator,
-                seed=s_fwd)
-    self.add_loss(self.kl_loss(seed=s_kl))
+    y = self._forward(tf.cast(inputs, q.dtype), s_fwd)
+    for loss in self.kl_losses(seed=s_kl):
+      self.add_loss(loss)
     return tf.cast(self._postprocess(y), self.compute_dtype)
 
+  def _forward(self, x, seed):
+    return self._surrogate.apply(x, estimator=self.estimator, seed=seed)
+
+  def kl_losses(self, seed=None) -> List[tf.Tensor]:
+    """The terms this layer adds with `add_loss` (here one, the whole
+    `kl_weight * KL / N`; the named layers add one per part).
+
+    Args:
+      seed: Stateless seed of the Monte Carlo draw (analytic terms are
+        exact).
+
+    Returns:
+      A list of scalars.
+    """
+    q = self._surrogate
+    scale = self.kl_weight / (self.num_examples or 1)
+    return [tf.cast(scale, q.dtype) * q.kl_divergence(seed=seed)]
+
   def kl_loss(self, seed=None) -> tf.Tensor:
-    """The term this layer adds to the loss: `kl_weight * KL / N`.
+    """The sum of the terms this layer adds: `kl_weight * KL / N`.
 
     Args:
       seed: Stateless seed of the Monte Carlo draw (analytic terms are
@@ -209,9 +231,8 @@ class VariationalLayer(keras.layers.Layer):
     Returns:
       A scalar.
     """
-    q = self._surrogate
-    scale = self.kl_weight / (self.num_examples or 1)
-    return tf.cast(scale, q.dtype) * q.kl_divergence(seed=seed)
+    terms = self.kl_losses(seed=seed)
+    return tf.add_n(terms) if terms else tf.zeros([], self._surrogate.dtype)
 
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()

@@ -7,13 +7,14 @@ meaning `keras.config.image_data_format()`); one implementation
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import keras
 
 from jdlayers import layers as jdl_layers
 from jdlayers import ops
 from jdlayers import priors as priors_lib
+from jdlayers.keras._hooks import DEFAULT
 from jdlayers.keras._layers import _Named, _register
 from jdlayers.layers.conv import _check_output_padding
 
@@ -57,7 +58,7 @@ class _ConvBase(_Named):
   def _jdl_distribution(self, in_channels: int):
     kwargs = dict(rank=self._rank, strides=self.strides,
                   padding=self.padding, dilations=self.dilation_rate,
-                  data_format=self.data_format, use_bias=self.use_bias,
+                  data_format=self.data_format, use_bias=self.has_bias,
                   prior=self._layer_prior, name=self.name)
     if self._transpose:
       cls = jdl_layers.ConvTranspose
@@ -125,9 +126,12 @@ _CONV_DOC = """Variational {rank}-D {what} (Keras arguments and defaults).
       `keras.config.image_data_format()`).
     dilation_rate: An int or {rank}-tuple (not with strides > 1).
     activation, use_bias, estimator, prior, kernel_posterior_fn,
-      kernel_prior_fn, kernel_divergence_fn, bias_posterior_fn,
-      bias_prior_fn, bias_divergence_fn, num_examples, kl_weight, seed,
-      **kwargs: As `jdlayers.keras.Dense` (keyword-only).
+      kernel_posterior_tensor_fn, kernel_prior_fn, kernel_divergence_fn,
+      bias_posterior_fn, bias_posterior_tensor_fn, bias_prior_fn,
+      bias_divergence_fn, num_examples, kl_weight, seed, **kwargs: As
+      `jdlayers.keras.Dense` (keyword-only; the same tfp.layers meanings
+      of None and the same defaults; shapes passed to the hooks are the
+      kernel's `[*kernel_size, {layout}]`).
 
   Raises:
     ValueError: For invalid sizes, padding, data format or strides with
@@ -153,21 +157,22 @@ class _Conv(_ConvBase):
                dilation_rate: IntOrTuple = 1, *, activation=None,
                use_bias: bool = True, estimator: str = "flipout",
                prior: Optional[priors_lib.Prior] = None,
-               kernel_posterior_fn: Optional[Callable] = None,
-               kernel_prior_fn=None,
-               kernel_divergence_fn: Optional[Callable] = None,
-               bias_posterior_fn: Optional[Callable] = None,
-               bias_prior_fn=None,
-               bias_divergence_fn: Optional[Callable] = None,
+               kernel_posterior_fn=DEFAULT, kernel_posterior_tensor_fn=None,
+               kernel_prior_fn=DEFAULT, kernel_divergence_fn=DEFAULT,
+               bias_posterior_fn=DEFAULT, bias_posterior_tensor_fn=None,
+               bias_prior_fn=DEFAULT, bias_divergence_fn=DEFAULT,
                num_examples: Optional[int] = None, kl_weight: float = 1.0,
                seed: Optional[int] = None, **kwargs):
     super().__init__(
         filters, kernel_size, strides, padding, data_format, dilation_rate,
         activation=activation, use_bias=use_bias, estimator=estimator,
         prior=prior, kernel_posterior_fn=kernel_posterior_fn,
+        kernel_posterior_tensor_fn=kernel_posterior_tensor_fn,
         kernel_prior_fn=kernel_prior_fn,
         kernel_divergence_fn=kernel_divergence_fn,
-        bias_posterior_fn=bias_posterior_fn, bias_prior_fn=bias_prior_fn,
+        bias_posterior_fn=bias_posterior_fn,
+        bias_posterior_tensor_fn=bias_posterior_tensor_fn,
+        bias_prior_fn=bias_prior_fn,
         bias_divergence_fn=bias_divergence_fn, num_examples=num_examples,
         kl_weight=kl_weight, seed=seed, **kwargs)
 
@@ -185,12 +190,10 @@ class _ConvTranspose(_ConvBase):
                dilation_rate: IntOrTuple = 1, *, activation=None,
                use_bias: bool = True, estimator: str = "flipout",
                prior: Optional[priors_lib.Prior] = None,
-               kernel_posterior_fn: Optional[Callable] = None,
-               kernel_prior_fn=None,
-               kernel_divergence_fn: Optional[Callable] = None,
-               bias_posterior_fn: Optional[Callable] = None,
-               bias_prior_fn=None,
-               bias_divergence_fn: Optional[Callable] = None,
+               kernel_posterior_fn=DEFAULT, kernel_posterior_tensor_fn=None,
+               kernel_prior_fn=DEFAULT, kernel_divergence_fn=DEFAULT,
+               bias_posterior_fn=DEFAULT, bias_posterior_tensor_fn=None,
+               bias_prior_fn=DEFAULT, bias_divergence_fn=DEFAULT,
                num_examples: Optional[int] = None, kl_weight: float = 1.0,
                seed: Optional[int] = None, **kwargs):
     super().__init__(
@@ -198,9 +201,12 @@ class _ConvTranspose(_ConvBase):
         output_padding=output_padding, activation=activation,
         use_bias=use_bias, estimator=estimator, prior=prior,
         kernel_posterior_fn=kernel_posterior_fn,
+        kernel_posterior_tensor_fn=kernel_posterior_tensor_fn,
         kernel_prior_fn=kernel_prior_fn,
         kernel_divergence_fn=kernel_divergence_fn,
-        bias_posterior_fn=bias_posterior_fn, bias_prior_fn=bias_prior_fn,
+        bias_posterior_fn=bias_posterior_fn,
+        bias_posterior_tensor_fn=bias_posterior_tensor_fn,
+        bias_prior_fn=bias_prior_fn,
         bias_divergence_fn=bias_divergence_fn, num_examples=num_examples,
         kl_weight=kl_weight, seed=seed, **kwargs)
 

@@ -2,13 +2,21 @@
 
 * `*_posterior_fn`: a jdlayers VI builder (`jdlayers.vi.mean_field_normal()`,
   `jdlayers.vi.point_mass()` or a user builder `(spec, make_variable) ->
-  make_dist`, see `jdlayers.inference.vi._builders`).
+  make_dist`, see `jdlayers.inference.vi._builders`), or a tfp.layers
+  posterior function `(dtype, shape, name, trainable, add_variable_fn) ->
+  tfd.Distribution` such as `tfp.layers.default_mean_field_normal_fn()`
+  (its variables are the layer's Keras weights, see `_tfp_fns`).
 * `*_prior_fn`: a `jdlayers.priors.Prior` (its kernel or bias part is used)
   or a callable `(dtype, shape) -> tfd.Distribution` (tfp.layers'
   five-argument `(dtype, shape, name, trainable, add_variable_fn)` functions
   such as `tfp.layers.default_multivariate_normal_fn` work too, untrainable).
 * `*_divergence_fn`: `(q, p, z) -> scalar`, the part's *unscaled* KL term;
-  the layer applies `kl_weight / num_examples` to the sum of all terms.
+  the layer applies `kl_weight / num_examples` to every term.
+
+Meanings as in tfp.layers: an explicit None prior or divergence function
+means "no KL term for this part", a None bias posterior "no bias". Not
+passing an argument (`DEFAULT`) means jdlayers' default. Shapes and
+distributions are in Keras' layout (see `_layout`).
 
 Hooks are saved in a layer's config: builders and priors of jdlayers by
 name and arguments, any other callable through Keras' serialization, which
@@ -17,6 +25,7 @@ needs it registered with `keras.saving.register_keras_serializable`.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any, Callable, Optional
 
@@ -28,6 +37,7 @@ from jdlayers import io
 from jdlayers import priors as priors_lib
 from jdlayers.inference.vi import _builders
 from jdlayers.inference.vi import _kl
+from jdlayers.keras import _layout, _tfp_fns
 
 tfd = tfp.distributions
 Root = tfd.JointDistributionCoroutine.Root
@@ -81,31 +91,96 @@ def mc_divergence_fn(q: tfd.Distribution, p: tfd.Distribution,
 
 # -- checking ----------------------------------------------------------------
 
+class _Default:
+  """The value of a hook argument that was not passed (jdlayers' default),
+  as opposed to an explicit None (tfp.layers' "no KL term" / "no bias")."""
+
+  _instance = None
+
+  def __new__(cls):
+    if cls._instance is None:
+      cls._instance = super().__new__(cls)
+    return cls._instance
+
+  def __repr__(self) -> str:
+    return "DEFAULT"
+
+  def __reduce__(self):
+    return (_Default, ())
+
+
+DEFAULT = _Default()
+
+
 def check_builder(value, owner: str, arg: str):
-  """None or a callable builder."""
-  if value is not None and not callable(value):
+  """DEFAULT, None, a jdlayers builder or a tfp.layers posterior function."""
+  if value is DEFAULT or value is None:
+    return value
+  if not callable(value) or isinstance(value, priors_lib.Prior):
     raise TypeError(f"{owner}: `{arg}` must be a jdlayers VI builder such as "
                     "jdlayers.vi.mean_field_normal() or jdlayers.vi.point_mass()"
-                    f" (or None for the default); got {value!r:.80}.")
+                    ", or a tfp.layers posterior function such as tfp.layers."
+                    f"default_mean_field_normal_fn(); got {value!r:.80}.")
+  if not isinstance(value, _builders._NamedBuilder):  # pylint: disable=protected-access
+    _tfp_fns.arity(value, owner, arg)
   return value
 
 
 def check_prior_fn(value, owner: str, arg: str):
-  """None, a `jdlayers.priors.Prior` or a callable `(dtype, shape)`."""
-  if value is not None and not isinstance(value, priors_lib.Prior) and (
-      not callable(value)):
+  """DEFAULT, None, a `jdlayers.priors.Prior` or a prior function."""
+  if value is DEFAULT or value is None or isinstance(value, priors_lib.Prior):
+    return value
+  if not callable(value):
     raise TypeError(f"{owner}: `{arg}` must be a jdlayers.priors prior or a "
-                    "callable (dtype, shape) -> tfd.Distribution; got "
-                    f"{value!r:.80}.")
+                    "callable (dtype, shape) -> tfd.Distribution (or None for "
+                    f"no KL term, as tfp.layers); got {value!r:.80}.")
+  _tfp_fns.arity(value, owner, arg)
   return value
 
 
 def check_divergence_fn(value, owner: str, arg: str):
-  """None or a callable `(q, p, z) -> scalar`."""
-  if value is not None and not callable(value):
+  """DEFAULT, None or a callable `(q, p, z) -> scalar`."""
+  if value is not DEFAULT and value is not None and not callable(value):
     raise TypeError(f"{owner}: `{arg}` must be a callable (q, p, z) -> scalar "
-                    f"(or None for the default); got {value!r:.80}.")
+                    f"(or None for no KL term, as tfp.layers); got "
+                    f"{value!r:.80}.")
   return value
+
+
+def as_builder(value, role: str, perm, owner: str, arg: str):
+  """The jdlayers builder (jdlayers' layout) for a checked posterior hook.
+
+  Args:
+    value: A builder or a tfp.layers posterior function (not DEFAULT/None).
+    role: "kernel" or "bias".
+    perm: Keras -> jdlayers permutation of the part (None: same layout).
+    owner, arg: For errors.
+  """
+  builder = value
+  if not isinstance(value, _builders._NamedBuilder) and (  # pylint: disable=protected-access
+      _tfp_fns.arity(value, owner, arg) == 5):
+    builder = _tfp_fns.TfpPosterior(value, role, owner, arg)
+  if perm is None:
+    return builder
+  return _KerasLayoutBuilder(builder, perm)
+
+
+class _KerasLayoutBuilder:
+  """Runs a builder in Keras' layout; hands jdlayers the transposed view."""
+
+  def __init__(self, builder, perm):
+    self._builder, self._perm = builder, perm
+
+  def __call__(self, spec, make_variable):
+    keras_spec = dataclasses.replace(
+        spec, shape=_layout.permute_shape(spec.shape,
+                                          _layout.inverse(self._perm)))
+    make = self._builder(keras_spec, make_variable)
+    if not callable(make):
+      raise TypeError(f"{spec.name}: the posterior builder returned "
+                      f"{type(make).__name__}, not a function making the "
+                      "distribution (see jdlayers.vi.mean_field_normal).")
+    return lambda: _layout.transpose_dist(make(), self._perm)
 
 
 # -- priors ------------------------------------------------------------------
@@ -113,33 +188,45 @@ def check_divergence_fn(value, owner: str, arg: str):
 class HookPrior(priors_lib.Prior):
   """A layer prior assembled from a base prior and per-part overrides.
 
-  Not saveable by itself: the Keras layer's config holds its pieces.
+  A part whose hook is None (tfp.layers' "no prior") gets a placeholder
+  `Normal(0, 1)` the layer leaves out of the KL. Not saveable by itself:
+  the Keras layer's config holds its pieces.
   """
 
-  def __init__(self, base: priors_lib.Prior, kernel_fn, bias_fn, owner: str):
+  def __init__(self, base: priors_lib.Prior, kernel_fn, bias_fn, owner: str,
+               kernel_perm=None):
     self._base, self._kernel_fn, self._bias_fn = base, kernel_fn, bias_fn
-    self._owner = owner
+    self._owner, self._perm = owner, kernel_perm
     self.bias_scale = base.bias_scale
 
   def model(self, spec: priors_lib.ParamSpec) -> Callable:
-    kernel_fn, bias_fn = self._kernel_fn, self._bias_fn
+    kernel_fn, bias_fn, perm = self._kernel_fn, self._bias_fn, self._perm
 
     def model_fn():
-      if kernel_fn is None:
+      if kernel_fn is DEFAULT:
         yield from self._base._kernel_model(spec)  # pylint: disable=protected-access
+      elif kernel_fn is None:
+        yield from priors_lib.normal()._kernel_model(spec)  # pylint: disable=protected-access
       elif isinstance(kernel_fn, priors_lib.Prior):
         yield from kernel_fn._kernel_model(spec)  # pylint: disable=protected-access
       else:
-        yield Root(_part_prior(kernel_fn, spec.dtype, spec.kernel_shape,
-                               spec.kernel_name, self._owner,
-                               "kernel_prior_fn"))
+        keras_shape = _layout.permute_shape(spec.kernel_shape,
+                                            _layout.inverse(perm))
+        d = _part_prior(kernel_fn, spec.dtype, keras_shape, spec.kernel_name,
+                        self._owner, "kernel_prior_fn")
+        yield Root(_layout.transpose_dist(d, perm))
       if spec.bias_shape is None:
         return
-      if bias_fn is None or isinstance(bias_fn, priors_lib.Prior):
-        scale = (bias_fn or self._base).bias_scale
+      if bias_fn is DEFAULT or bias_fn is None or isinstance(
+          bias_fn, priors_lib.Prior):
+        prior = (self._base if bias_fn is DEFAULT else
+                 bias_fn or priors_lib.normal())
+        if hasattr(prior, "_bias_model"):  # priors that shape the bias
+          yield from prior._bias_model(spec)  # pylint: disable=protected-access
+          return
         yield Root(tfd.Sample(
             tfd.Normal(tf.constant(0., spec.dtype),
-                       tf.constant(scale, spec.dtype)),
+                       tf.constant(prior.bias_scale, spec.dtype)),
             sample_shape=list(spec.bias_shape), name="bias"))
       else:
         yield Root(_part_prior(bias_fn, spec.dtype, spec.bias_shape, "bias",
@@ -160,15 +247,22 @@ class HookPrior(priors_lib.Prior):
             f"bias={self._bias_fn!r})")
 
 
-def layer_prior(prior, kernel_fn, bias_fn, owner: str) -> priors_lib.Prior:
-  """`prior` (default `priors.normal()`) with the kernel/bias overrides."""
+def layer_prior(prior, kernel_fn, bias_fn, owner: str,
+                kernel_perm=None) -> priors_lib.Prior:
+  """`prior` (default `priors.normal()`) with the kernel/bias overrides
+  (DEFAULT: the base prior's part; None: a placeholder left out of the KL).
+
+  Args:
+    kernel_perm: Keras -> jdlayers permutation of the kernel (None: same
+      layout): prior functions are called with Keras' kernel shape.
+  """
   if prior is not None and not isinstance(prior, priors_lib.Prior):
     raise TypeError(f"{owner}: `prior` must be a jdlayers.priors prior (e.g. "
                     f"jdlayers.priors.normal(1.0)); got {prior!r:.80}.")
   base = priors_lib.normal() if prior is None else prior
-  if kernel_fn is None and bias_fn is None:
+  if kernel_fn is DEFAULT and bias_fn is DEFAULT:
     return base
-  return HookPrior(base, kernel_fn, bias_fn, owner)
+  return HookPrior(base, kernel_fn, bias_fn, owner, kernel_perm)
 
 
 def _part_prior(fn, dtype: tf.DType, shape, name: str, owner: str,
@@ -177,26 +271,23 @@ def _part_prior(fn, dtype: tf.DType, shape, name: str, owner: str,
   `shape` event, named `name` (a scalar or `shape`-batched distribution is
   made i.i.d./independent over `shape`)."""
   shape = tuple(int(s) for s in shape)
-  try:
-    inspect.signature(fn).bind(dtype, shape)
-    two_args = True
-  except (TypeError, ValueError):  # tfp.layers' five-argument functions
-    two_args = False
-  d = fn(dtype, shape) if two_args else fn(dtype, shape, name, False, None)
-  if not isinstance(d, tfd.Distribution):
-    raise TypeError(f"{owner}: `{arg}` must return a tfd.Distribution; got "
-                    f"{type(d).__name__}.")
-  event, batch = d.event_shape, d.batch_shape
-  if event == shape and batch.rank == 0:
-    return d.copy(name=name)
-  if event.rank == 0 and batch == shape:
-    return tfd.Independent(d, reinterpreted_batch_ndims=len(shape), name=name)
-  if event.rank == 0 and batch.rank == 0:
-    return tfd.Sample(d, sample_shape=list(shape), name=name)
-  raise ValueError(f"{owner}: `{arg}` returned {type(d).__name__} with batch "
-                   f"shape {batch} and event shape {event}; expected event "
-                   f"shape {list(shape)} (or a scalar distribution, or batch "
-                   f"shape {list(shape)}).")
+  if _tfp_fns.arity(fn, owner, arg) == 2:
+    d = fn(dtype, shape)
+  else:  # tfp.layers' five arguments; a prior has no variables here
+    d = fn(dtype, list(shape), f"{name}_prior", False, _no_variables(owner,
+                                                                      arg))
+  return _tfp_fns.as_event(d, shape, name, owner, arg)
+
+
+def _no_variables(owner: str, arg: str):
+  def add_variable_fn(*args, **kwargs):
+    del args, kwargs
+    raise ValueError(f"{owner}: `{arg}` creates variables; jdlayers.keras "
+                     "priors are fixed (tfp.layers' trainable priors are "
+                     "empirical Bayes): use a fixed prior function, or a "
+                     "hierarchical jdlayers prior (prior=jdlayers.priors."
+                     "horseshoe()) whose scales are inferred.")
+  return add_variable_fn
 
 
 # -- serialization -------------------------------------------------------------

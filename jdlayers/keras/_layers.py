@@ -9,70 +9,255 @@ KL convention and seeds, `_hooks` for the tfp.layers-style hooks.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from jdlayers import layers as jdl_layers
 from jdlayers import ops
 from jdlayers import priors as priors_lib
-from jdlayers.keras import _hooks
+from jdlayers.inference.vi import _builders
+from jdlayers.inference.vi import _kl
+from jdlayers.keras import _hooks, _layout
 from jdlayers.keras._base import VariationalLayer
+from jdlayers.keras._hooks import DEFAULT
 
 _register = keras.saving.register_keras_serializable(package="jdlayers")
 
 # (config key, kind) of the per-part hooks of the named layers.
 _PART_HOOKS = (("kernel_posterior_fn", "builder"),
+               ("kernel_posterior_tensor_fn", "tensor"),
                ("kernel_prior_fn", "prior"),
                ("kernel_divergence_fn", "divergence"),
                ("bias_posterior_fn", "builder"),
+               ("bias_posterior_tensor_fn", "tensor"),
                ("bias_prior_fn", "prior"),
                ("bias_divergence_fn", "divergence"))
 _CHECKS = {"builder": _hooks.check_builder, "prior": _hooks.check_prior_fn,
-           "divergence": _hooks.check_divergence_fn}
+           "divergence": _hooks.check_divergence_fn,
+           "tensor": _hooks.check_divergence_fn}
+# Configs written since the hooks mean what they mean in tfp.layers (None:
+# no KL / no bias) and the dense kernel is `[in, units]` carry this key;
+# older configs are read with the old meanings and layout.
+_FORMAT_KEY = "keras_layout"
+
+
+def _no_kl(q, p, z):
+  del p, z
+  return tf.zeros([], q.dtype)
 
 
 class _Named(VariationalLayer):
-  """Shared part of `Dense` and the convolutions: activation, bias, prior
-  and the tfp.layers-style hooks (see `_hooks`)."""
+  """Shared part of `Dense` and the convolutions: activation, bias, prior,
+  the tfp.layers-style hooks (see `_hooks`) and tfp.layers' accessors
+  (`kernel_posterior`, `kernel_prior`, `bias_posterior`, `bias_prior`), all
+  in Keras' layout."""
 
-  _kernel_name = "kernel"
+  _kernel_name = "kernel"  # the jdlayers part
+  _kernel_perm = None      # Keras -> jdlayers permutation of the kernel
 
   def __init__(self, *, activation=None, use_bias: bool = True,
                prior: Optional[priors_lib.Prior] = None,
-               kernel_posterior_fn: Optional[Callable] = None,
-               kernel_prior_fn=None,
-               kernel_divergence_fn: Optional[Callable] = None,
-               bias_posterior_fn: Optional[Callable] = None,
-               bias_prior_fn=None,
-               bias_divergence_fn: Optional[Callable] = None, **kwargs):
+               kernel_posterior_fn=DEFAULT, kernel_posterior_tensor_fn=None,
+               kernel_prior_fn=DEFAULT, kernel_divergence_fn=DEFAULT,
+               bias_posterior_fn=DEFAULT, bias_posterior_tensor_fn=None,
+               bias_prior_fn=DEFAULT, bias_divergence_fn=DEFAULT, **kwargs):
     super().__init__(**kwargs)
     owner = type(self).__name__
     self.activation = keras.activations.get(activation)
     self.use_bias = bool(use_bias)
     hooks = dict(kernel_posterior_fn=kernel_posterior_fn,
+                 kernel_posterior_tensor_fn=kernel_posterior_tensor_fn,
                  kernel_prior_fn=kernel_prior_fn,
                  kernel_divergence_fn=kernel_divergence_fn,
                  bias_posterior_fn=bias_posterior_fn,
+                 bias_posterior_tensor_fn=bias_posterior_tensor_fn,
                  bias_prior_fn=bias_prior_fn,
                  bias_divergence_fn=bias_divergence_fn)
     for key, kind in _PART_HOOKS:
       setattr(self, key, _CHECKS[kind](hooks[key], owner, key))
-    self._layer_prior = _hooks.layer_prior(prior, kernel_prior_fn,
-                                           bias_prior_fn, owner)
+    if kernel_posterior_fn is None:
+      raise ValueError(
+          f"{owner}: `kernel_posterior_fn=None`: the kernel needs a posterior "
+          "(tfp.layers fails here too). Pass jdlayers.vi.mean_field_normal() "
+          "(the default), jdlayers.vi.point_mass() (MAP) or a tfp.layers "
+          "posterior function such as tfp.layers.default_mean_field_normal_fn()"
+          ".")
+    for key in ("kernel_posterior_tensor_fn", "bias_posterior_tensor_fn"):
+      if hooks[key] is DEFAULT:
+        setattr(self, key, None)
+    self._check_tensor_fns()
+    self._layer_prior = _hooks.layer_prior(
+        prior, kernel_prior_fn, bias_prior_fn, owner, self._kernel_perm)
     self.prior = prior
+    self._legacy_layout = False
+
+  # -- hooks -----------------------------------------------------------------
+  @property
+  def has_bias(self) -> bool:
+    """`use_bias` and a bias posterior (`bias_posterior_fn=None`: no bias,
+    as tfp.layers)."""
+    return self.use_bias and self.bias_posterior_fn is not None
+
+  def _check_tensor_fns(self):
+    if self.estimator != "reparam" and (
+        self.kernel_posterior_tensor_fn is not None or
+        self.bias_posterior_tensor_fn is not None):
+      raise ValueError(
+          f"{type(self).__name__} '{self.name}': *_posterior_tensor_fn sets "
+          "the weight draw of estimator='reparam' (tfp.layers' "
+          f"*Reparameterization layers); estimator={self.estimator!r} draws "
+          "its own noise. Pass estimator='reparam', or drop the tensor "
+          "function (tfp.layers' default, `lambda d: d.sample()`, is what "
+          "every estimator does).")
+
+  def _part(self, name: str) -> str:
+    """"kernel" or "bias" for a jdlayers part name, else the name."""
+    return "kernel" if name == self._kernel_name else name
+
+  def _perm(self, name: str):
+    return self._kernel_perm if self._part(name) == "kernel" else None
+
+  def _no_kl_parts(self) -> List[str]:
+    """The parts tfp.layers would give no loss: a None prior or
+    divergence function, or no posterior."""
+    out = []
+    for part, name in (("kernel", self._kernel_name), ("bias", "bias")):
+      if (getattr(self, f"{part}_prior_fn") is None or
+          getattr(self, f"{part}_divergence_fn") is None):
+        out.append(name)
+    return out
+
+  def _divergence(self, name: str) -> Optional[Callable]:
+    """The part's divergence function on jdlayers' layout (None: default)."""
+    part = self._part(name)
+    if name in self._no_kl_parts():
+      return _no_kl
+    fn = getattr(self, f"{part}_divergence_fn", DEFAULT)
+    if fn is DEFAULT:
+      return None
+    perm = _layout.inverse(self._perm(name))
+
+    def keras_fn(q, p, z):  # the user's function sees Keras' layout
+      return fn(_layout.keras_view(q, self._perm(name)),
+                _layout.keras_view(p, self._perm(name)),
+                _layout.transpose_tensor(z, perm))
+    return keras_fn
 
   def _surrogate_kwargs(self) -> Dict[str, Any]:
-    builders, divergences = {}, {}
+    owner = f"{type(self).__name__} '{self.name}'"
+    builders = {}
     for part, name in (("kernel", self._kernel_name), ("bias", "bias")):
-      if getattr(self, f"{part}_posterior_fn") is not None:
-        builders[name] = getattr(self, f"{part}_posterior_fn")
-      if getattr(self, f"{part}_divergence_fn") is not None:
-        divergences[name] = getattr(self, f"{part}_divergence_fn")
-    return dict(builders=builders, divergence_fns=divergences)
+      fn = getattr(self, f"{part}_posterior_fn")
+      if part == "bias" and not self.has_bias:
+        continue
+      fn = _builders.mean_field_normal() if fn is DEFAULT else fn
+      builders[name] = _hooks.as_builder(fn, part, self._perm(name), owner,
+                                         f"{part}_posterior_fn")
+    divergences = {name: self._divergence(name)
+                   for name in (self._kernel_name, "bias")}
+    return dict(builders=builders, divergence_fns={
+        k: v for k, v in divergences.items() if v is not None})
 
   def _postprocess(self, y):
     return self.activation(y)
+
+  # -- tfp.layers' accessors (Keras layout) ----------------------------------
+  def _index(self, name: str) -> Optional[int]:
+    names = self._surrogate.part_names if self._surrogate else ()
+    return names.index(name) if name in names else None
+
+  def _posterior(self, name):
+    i = self._index(name)
+    if i is None:
+      return None
+    return _layout.keras_view(self._surrogate.distributions()[i],
+                              self._perm(name))
+
+  def _prior(self, name):
+    i = self._index(name)
+    if i is None or name in self._no_kl_parts():
+      return None
+    p = _kl.prior_components(self._distribution,
+                             self._surrogate.mean_parts())[i]
+    return _layout.keras_view(p, self._perm(name))
+
+  @property
+  def kernel_posterior(self):
+    """The kernel's surrogate posterior in Keras' layout (None before
+    build), as tfp.layers' `kernel_posterior`."""
+    return self._posterior(self._kernel_name)
+
+  @property
+  def kernel_prior(self):
+    """The kernel's prior in Keras' layout (hierarchical priors: given the
+    posterior means of their scales); None with `kernel_prior_fn=None` or
+    before build."""
+    return self._prior(self._kernel_name)
+
+  @property
+  def bias_posterior(self):
+    """The bias' surrogate posterior; None without bias or before build."""
+    return self._posterior("bias")
+
+  @property
+  def bias_prior(self):
+    """The bias' prior; None without bias, with `bias_prior_fn=None` or
+    before build."""
+    return self._prior("bias")
+
+  # -- calls and losses ------------------------------------------------------
+  def _forward(self, x, seed):
+    if self.kernel_posterior_tensor_fn is None and (
+        self.bias_posterior_tensor_fn is None):
+      return super()._forward(x, seed)
+    self._check_tensor_fns()
+    q = self._surrogate
+    parts = q.sample_parts((), seed=seed)
+    for part, name in (("kernel", self._kernel_name), ("bias", "bias")):
+      fn, i = getattr(self, f"{part}_posterior_tensor_fn"), self._index(name)
+      if fn is not None and i is not None:
+        value = fn(self._posterior(name))
+        parts[i] = _layout.transpose_tensor(
+            tf.cast(value, q.dtype), self._perm(name))
+    return q.unpack(parts)[0](x)
+
+  def kl_losses(self, seed=None) -> List[tf.Tensor]:
+    """One `kl_weight * KL / N` term per part with a KL (kernel, bias and
+    any scale of a hierarchical prior, in that order of the parts), as
+    tfp.layers adds one loss per part.
+
+    Args:
+      seed: Stateless seed of the draw the terms use.
+
+    Returns:
+      A list of scalars (empty when no part has a KL term).
+    """
+    q = self._surrogate
+    dists = q.distributions()
+    z = q.sample_parts((), seed=seed)
+    priors = _kl.prior_components(self._distribution, z)
+    scale = tf.cast(self.kl_weight / (self.num_examples or 1), q.dtype)
+    out = []
+    for name, d, p, value in zip(q.part_names, dists, priors, z):
+      if name in self._no_kl_parts():
+        continue
+      fn = self._divergence(name)
+      term = (_kl._kl_term(d, p, value, analytic=True) if fn is None  # pylint: disable=protected-access
+              else tf.reduce_sum(tf.cast(fn(d, p, value), q.dtype)))
+      out.append(scale * term)
+    return out
+
+  # -- saving ------------------------------------------------------------------
+  def _loaded_value(self, variable, value):
+    # Files from before `keras_layout` hold the dense kernel as [units, in].
+    if self._legacy_layout and self._kernel_perm is not None and (
+        variable.name.startswith("kernel_")):
+      return np.transpose(np.asarray(value), _layout.inverse(
+          self._kernel_perm))
+    return value
 
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
@@ -81,29 +266,47 @@ class _Named(VariationalLayer):
                   use_bias=self.use_bias,
                   prior=_hooks.serialize(self.prior, owner, "prior"))
     for key, _ in _PART_HOOKS:
-      config[key] = _hooks.serialize(getattr(self, key), owner, key)
+      value = getattr(self, key)
+      if value is not DEFAULT and not (key.endswith("tensor_fn") and
+                                       value is None):
+        config[key] = _hooks.serialize(value, owner, key)
+    config[_FORMAT_KEY] = True
     return config
 
   @classmethod
   def from_config(cls, config: Mapping[str, Any]):
     config = dict(config)
     owner = cls.__name__
+    legacy = not config.pop(_FORMAT_KEY, False)
     for key in ("prior",) + tuple(k for k, _ in _PART_HOOKS):
       if key in config:
         config[key] = _hooks.deserialize(config[key], owner, key)
-    return super().from_config(config)
+        if legacy and config[key] is None and key != "prior":
+          del config[key]  # None meant the default before
+    layer = super().from_config(config)
+    layer._legacy_layout = legacy  # pylint: disable=protected-access
+    return layer
 
 
 @_register
 class Dense(_Named):
-  """Variational densely-connected layer: `activation(x @ W^T + b)`.
+  """Variational densely-connected layer: `activation(x @ kernel + bias)`.
 
   Weights are drawn from a trainable posterior (mean-field normal by
-  default) on every call with the chosen estimator; the KL divergence to
-  the prior, scaled by `kl_weight / num_examples`, is added with
-  `add_loss`. The weights have jdlayers' layout `[units, in]` (Keras'
-  kernel transposed); variables are `weights_loc`,
-  `weights_untransformed_scale`, `bias_loc`, `bias_untransformed_scale`.
+  default) on every call with the chosen estimator; each part's KL
+  divergence to its prior, scaled by `kl_weight / num_examples`, is added
+  with `add_loss` (one loss per part, as tfp.layers). Keras' layout: the
+  kernel is `[in, units]` as `keras.layers.Dense` and tfp.layers; the
+  default variables are `kernel_loc`, `kernel_untransformed_scale`,
+  `bias_loc`, `bias_untransformed_scale` (with point-mass posteriors,
+  `kernel_loc`, `bias_loc`: `set_weights(keras_dense.get_weights())`).
+
+  The hooks mean what they mean in tfp.layers: `kernel_prior_fn=None`,
+  `bias_prior_fn=None` or a None divergence function leave that part out
+  of the KL; `bias_posterior_fn=None` means no bias. Defaults (arguments
+  not passed) differ from tfp.layers' in two ways: the bias is mean-field
+  normal with a `Normal(0, 1)` prior (tfp.layers: a point mass without
+  prior), and the KL is scaled by `kl_weight / num_examples`.
 
   Args:
     units: Output units.
@@ -115,26 +318,41 @@ class Dense(_Named):
       posteriors).
     prior: A `jdlayers.priors.Prior` for weights and bias (default
       `priors.normal()`, `Normal(0, 1)` as tfp.layers).
-    kernel_posterior_fn: A jdlayers VI builder for the weights (default
-      `jdlayers.vi.mean_field_normal()`; `jdlayers.vi.point_mass()` for MAP).
+    kernel_posterior_fn: A jdlayers VI builder for the kernel (default
+      `jdlayers.vi.mean_field_normal()`; `jdlayers.vi.point_mass()` for
+      MAP) or a tfp.layers posterior function `(dtype, shape, name,
+      trainable, add_variable_fn)` (`tfp.layers.default_mean_field_normal_fn
+      ()`; its variables become this layer's Keras weights).
+    kernel_posterior_tensor_fn: `d -> tensor`, the kernel draw from the
+      posterior `d` (Keras layout) with `estimator="reparam"`, as
+      tfp.layers (e.g. `lambda d: d.mean()`); None: a seeded sample.
     kernel_prior_fn: A `Prior` or a callable `(dtype, shape) ->
-      tfd.Distribution` overriding the prior of the weights.
-    kernel_divergence_fn: `(q, p, z) -> scalar`, the weights' unscaled KL
-      term (default `default_divergence_fn`: analytic where available).
-    bias_posterior_fn: Builder for the bias (default mean-field normal;
-      tfp.layers' default is `jdlayers.vi.point_mass()`).
-    bias_prior_fn: As `kernel_prior_fn`, for the bias.
+      tfd.Distribution` (or tfp.layers' five-argument form) over the
+      `[in, units]` kernel; None: no kernel KL term.
+    kernel_divergence_fn: `(q, p, z) -> scalar`, the kernel's unscaled KL
+      term, called with Keras-layout `q`, `p`, `z` (default
+      `default_divergence_fn`: analytic where available); None: no kernel
+      KL term.
+    bias_posterior_fn: Builder or tfp.layers function for the bias
+      (default mean-field normal; tfp.layers' default is a point mass,
+      `jdlayers.vi.point_mass()`); None: no bias.
+    bias_posterior_tensor_fn: As `kernel_posterior_tensor_fn`, for the bias.
+    bias_prior_fn: As `kernel_prior_fn`, for the bias (default
+      `Normal(0, 1)`; tfp.layers' default is None).
     bias_divergence_fn: As `kernel_divergence_fn`, for the bias.
     num_examples: Training-set size `N`; the added loss is
       `kl_weight * KL / N` (None: the unscaled KL). See `jdlayers.keras`.
     kl_weight: Multiplies the KL term.
     seed: Int seed of initial values and noise (None: random, or from
-      `keras.utils.set_random_seed`).
+      `keras.utils.set_random_seed`). tfp.layers functions draw their
+      initial values with their own initializers.
     **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
   Raises:
-    ValueError: For a bad size, estimator, `num_examples` or seed, and
-      (at build) an input without a known last dimension.
+    ValueError: For a bad size, estimator, `num_examples` or seed,
+      `kernel_posterior_fn=None`, a tensor function with another estimator
+      than "reparam", and (at build) an input without a known last
+      dimension.
     TypeError: For hooks of the wrong kind.
 
   #### Example
@@ -151,28 +369,35 @@ class Dense(_Named):
   """
 
   _kernel_name = "weights"
+  _kernel_perm = (1, 0)  # Keras [in, units] -> jdlayers [units, in]
 
   def __init__(self, units: int, activation=None, use_bias: bool = True, *,
                estimator: str = "flipout",
                prior: Optional[priors_lib.Prior] = None,
-               kernel_posterior_fn: Optional[Callable] = None,
-               kernel_prior_fn=None,
-               kernel_divergence_fn: Optional[Callable] = None,
-               bias_posterior_fn: Optional[Callable] = None,
-               bias_prior_fn=None,
-               bias_divergence_fn: Optional[Callable] = None,
+               kernel_posterior_fn=DEFAULT, kernel_posterior_tensor_fn=None,
+               kernel_prior_fn=DEFAULT, kernel_divergence_fn=DEFAULT,
+               bias_posterior_fn=DEFAULT, bias_posterior_tensor_fn=None,
+               bias_prior_fn=DEFAULT, bias_divergence_fn=DEFAULT,
                num_examples: Optional[int] = None, kl_weight: float = 1.0,
                seed: Optional[int] = None, **kwargs):
     super().__init__(
         activation=activation, use_bias=use_bias, prior=prior,
         kernel_posterior_fn=kernel_posterior_fn,
+        kernel_posterior_tensor_fn=kernel_posterior_tensor_fn,
         kernel_prior_fn=kernel_prior_fn,
         kernel_divergence_fn=kernel_divergence_fn,
-        bias_posterior_fn=bias_posterior_fn, bias_prior_fn=bias_prior_fn,
-        bias_divergence_fn=bias_divergence_fn, estimator=estimator,
-        num_examples=num_examples, kl_weight=kl_weight, seed=seed, **kwargs)
+        bias_posterior_fn=bias_posterior_fn,
+        bias_posterior_tensor_fn=bias_posterior_tensor_fn,
+        bias_prior_fn=bias_prior_fn, bias_divergence_fn=bias_divergence_fn,
+        estimator=estimator, num_examples=num_examples, kl_weight=kl_weight,
+        seed=seed, **kwargs)
     self.units = ops.positive_int(units, "units", type(self).__name__)
     self.input_spec = keras.InputSpec(min_ndim=2)
+
+  def _variable_name(self, name: str) -> str:
+    if name.startswith("weights/"):
+      name = "kernel/" + name[len("weights/"):]
+    return super()._variable_name(name)
 
   def _make_distribution(self, input_shape):
     in_units = input_shape[-1]
@@ -181,7 +406,7 @@ class Dense(_Named):
                        f"inputs must be known; got shape {input_shape}.")
     self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: int(in_units)})
     return jdl_layers.Affine(self.units, int(in_units), self.variable_dtype,
-                             use_bias=self.use_bias, prior=self._layer_prior)
+                             use_bias=self.has_bias, prior=self._layer_prior)
 
   def compute_output_shape(self, input_shape):
     return tuple(input_shape[:-1]) + (self.units,)

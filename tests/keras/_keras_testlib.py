@@ -45,13 +45,10 @@ def channels_last_shape(shape, data_format):
   return (shape[0],) + shape[2:] + (shape[1],)
 
 
-def set_point_mass(layer, kernel, bias=None, transpose_dense=False):
-  """Sets a point-mass layer's values to Keras-layout weights."""
-  params = layer.surrogate.trainable_parameters
-  kname = "weights/loc" if "weights/loc" in params else "kernel/loc"
-  params[kname].assign(np.asarray(kernel).T if transpose_dense else kernel)
-  if bias is not None:
-    params["bias/loc"].assign(bias)
+def set_point_mass(layer, kernel, bias=None):
+  """Sets a point-mass layer's values to Keras-layout weights (the layers
+  store Keras' layout, so a Keras layer's weights copy in as they are)."""
+  layer.set_weights([kernel] if bias is None else [kernel, bias])
 
 
 def rng_like(shape, seed=0, dtype=np.float32):

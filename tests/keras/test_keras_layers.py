@@ -40,7 +40,7 @@ def test_point_mass_dense_equals_keras_dense(dtype):
   ref.set_weights([kernel, bias])
   layer = jdk.Dense(6, "tanh", dtype=dtype, seed=0, **POINT_MASS)
   layer.build(x.shape)
-  set_point_mass(layer, kernel, bias, transpose_dense=True)
+  set_point_mass(layer, kernel, bias)
   want = ref(x)
   for estimator in ESTIMATORS:
     layer.estimator = estimator
@@ -102,7 +102,9 @@ def test_sampled_conv_shapes_and_noise(case, estimator):
   y1, y2 = layer(x), layer(x)
   assert tuple(y1.shape) == tuple(layer.compute_output_shape(x.shape))
   assert y1.shape == y2.shape
-  assert len(layer.losses) == 1 and layer.losses[0].shape == ()
+  # One KL loss per part (kernel, and bias if any), as tfp.layers.
+  assert len(layer.losses) == 1 + bool(args["use_bias"])
+  assert all(loss.shape == () for loss in layer.losses)
   if np.any(x):
     assert not np.array_equal(y1, y2)  # a new weight draw per call
 
@@ -127,9 +129,9 @@ def test_keras_names_defaults_and_data_format():
   assert tuple(y.shape) == (1, 2, 4, 4, 4)
   dense = jdk.Dense(2)
   dense.build((None, 3))
-  assert [w.name for w in dense.weights] == [
-      "weights_loc", "weights_untransformed_scale", "bias_loc",
-      "bias_untransformed_scale"]
+  assert [(w.name, tuple(w.shape)) for w in dense.weights] == [
+      ("kernel_loc", (3, 2)), ("kernel_untransformed_scale", (3, 2)),
+      ("bias_loc", (2,)), ("bias_untransformed_scale", (2,))]
   assert dense.surrogate.part_names == ("weights", "bias")
   assert isinstance(dense.distribution, jdl.Affine)
 

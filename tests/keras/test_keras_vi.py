@@ -85,12 +85,19 @@ def test_add_loss_is_the_scaled_kl(trained):
   model, x, _, _ = trained
   model(x[:4])
   layers = jdk.variational_layers(model)
-  assert len(model.losses) == len(layers) == 2
-  for layer, loss in zip(layers, model.losses):
+  # One loss per part (kernel, bias) per layer, as tfp.layers.
+  assert len(model.losses) == 2 * len(layers) == 4
+  for i, layer in enumerate(layers):
+    kernel_loss, bias_loss = model.losses[2 * i:2 * i + 2]
     # Normal posterior and prior: the KL is analytic, hence exact.
+    for loss, q, p in ((kernel_loss, layer.kernel_posterior,
+                        layer.kernel_prior),
+                       (bias_loss, layer.bias_posterior, layer.bias_prior)):
+      np.testing.assert_allclose(loss, tfd.kl_divergence(q, p) / N,
+                                 rtol=1e-5)
     want = layer.surrogate.kl_divergence(seed=0) / N
-    np.testing.assert_allclose(loss, want, rtol=1e-6)
-    np.testing.assert_allclose(layer.kl_loss(), want, rtol=1e-6)
+    np.testing.assert_allclose(kernel_loss + bias_loss, want, rtol=1e-5)
+    np.testing.assert_allclose(layer.kl_loss(), want, rtol=1e-5)
 
 
 def test_kl_weight_and_unscaled_kl():
@@ -99,8 +106,8 @@ def test_kl_weight_and_unscaled_kl():
   raw = jdk.Dense(2, seed=3)
   half(x), raw(x)
   kl = raw.surrogate.kl_divergence(seed=0)
-  np.testing.assert_allclose(raw.losses[0], kl, rtol=1e-6)
-  np.testing.assert_allclose(half.losses[0], 0.05 * kl, rtol=1e-6)
+  np.testing.assert_allclose(tf.add_n(raw.losses), kl, rtol=1e-6)
+  np.testing.assert_allclose(tf.add_n(half.losses), 0.05 * kl, rtol=1e-6)
 
 
 # -- hooks -------------------------------------------------------------------
@@ -121,7 +128,7 @@ def test_prior_hooks_give_the_analytic_kl():
   want = (
       tf.reduce_sum(tfd.kl_divergence(q_w.distribution, tfd.Normal(0., 2.))) +
       tf.reduce_sum(tfd.kl_divergence(q_b.distribution, tfd.Normal(0., 1.))))
-  np.testing.assert_allclose(layer.losses[0], want, rtol=1e-5)
+  np.testing.assert_allclose(tf.add_n(layer.losses), want, rtol=1e-5)
   # A jdlayers prior for one part: its kernel model (a Laplace: MC term).
   laplace = jdk.Dense(4, kernel_prior_fn=jdl.priors.laplace(0.5), seed=0)
   laplace(x)
@@ -138,10 +145,11 @@ def test_divergence_and_posterior_hooks():
                     bias_posterior_fn=vi.point_mass(), seed=0)
   layer(x)
   assert [w.name for w in layer.weights] == [
-      "weights_loc", "weights_untransformed_scale", "bias_loc"]
+      "kernel_loc", "kernel_untransformed_scale", "bias_loc"]
   bias = layer.surrogate.trainable_parameters["bias/loc"]
   want = -tfd.Normal(0., 1.).log_prob(bias).numpy().sum()  # MAP bias term
-  np.testing.assert_allclose(layer.losses[0], want, rtol=1e-6)
+  assert len(layer.losses) == 2 and float(layer.losses[0]) == 0.
+  np.testing.assert_allclose(layer.losses[1], want, rtol=1e-6)
   mc = jdk.Dense(4, kernel_divergence_fn=jdk.mc_divergence_fn, seed=0)
   mc(x)
   assert np.isfinite(mc.losses[0])
