@@ -1,5 +1,9 @@
 """Errors: every user mistake is a ValueError/TypeError raised at
-construction or call, naming the layer, the argument and the bad values."""
+construction or call, naming the layer, the argument and the bad values.
+
+Layer arguments and call-time inputs are here; sample shapes, log_prob
+values and composites' static sizes in test_errors_values.py; sampler, fit
+and data settings in test_errors_settings.py."""
 
 import pytest
 import tensorflow as tf
@@ -269,9 +273,12 @@ def test_feature_and_channel_mismatch(affine, conv):
     g(tf.ones([1, 4, 4, 3]))
 
 
-def test_feature_mismatch_inside_sequential():
-  net = jdl.Sequential(jdl.Affine(4, 3), jdl.Affine(2, 5)).sample(
-      seed=(0, 0))
+def test_feature_mismatch_inside_sequential_hidden_by_a_function():
+  # A Lambda of an arbitrary function hides the sizes from the
+  # construction-time check (tests/test_errors_values.py); the call names
+  # the layer.
+  net = jdl.Sequential(jdl.Affine(4, 3), jdl.Lambda(lambda x: x + 1.),
+                       jdl.Affine(2, 5)).sample(seed=(0, 0))
   with pytest.raises(ValueError, match=r"Affine\(out_units=2, in_units=5\) "
                      r"got input with 4 features"):
     net(tf.ones([6, 3]))
@@ -332,5 +339,5 @@ def test_lambda_needs_callable():
 def test_log_prob_of_value_missing_parameter():
   layer = jdl.Affine(2, 3)
   with pytest.raises(ValueError, match=r"Affine\(out_units=2, in_units=3\): "
-                     r"value lacks parameter 'bias'"):
+                     r"the value given to log_prob lacks \['bias'\]"):
     layer.log_prob({"weights": tf.zeros([2, 3]), "b": tf.zeros([2])})

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from jdlayers import _registry
-from jdlayers.compose import _base
+from jdlayers.compose import _base, _features
 from jdlayers.ops import _shapes
 
 
@@ -30,11 +30,30 @@ class ParallelLayer(_base.CompositeLayer):
     dtype = next((y.dtype for y in ys if hasattr(y, "dtype")), None)
     ys = [tf.convert_to_tensor(y, dtype=dtype) for y in ys]
     if c.combine == "sum":
+      _check_sum_shapes(ys, self._layers, c.desc)
       out = ys[0]
       for y in ys[1:]:
         out = out + y
       return out
     return tf.concat(_broadcast_except(ys, c.axis, c.desc), axis=c.axis)
+
+
+def _check_sum_shapes(ys, layers, desc: str) -> None:
+  """combine='sum' needs broadcastable outputs; says which branches differ."""
+  static = [y.shape.as_list() if y.shape.rank is not None else None
+            for y in ys]
+  for i in range(1, len(ys)):
+    a, b = static[0], static[i]
+    if a is None or b is None or None in a + b:
+      continue
+    try:
+      np.broadcast_shapes(tuple(a), tuple(b))
+    except ValueError:
+      raise ValueError(
+          f"{desc}: combine='sum' adds the branches' outputs, but branch 0 "
+          f"{_features.describe(layers[0])} gives shape {a} and branch {i} "
+          f"{_features.describe(layers[i])} gives shape {b}, which do not "
+          "broadcast.") from None
 
 
 def _broadcast_except(ys, axis: int, desc: str):
@@ -71,6 +90,11 @@ class Parallel(_base.Composite):
     name: Name of the distribution.
     validate_args: Passed to `JointDistributionCoroutine`.
 
+  Raises:
+    ValueError: For an unknown `combine`, a non-negative `axis`, no
+      branches, branches that expect different input sizes known at
+      construction, or (with "sum") different output sizes (neither 1).
+
   #### Example
 
   ```python
@@ -96,6 +120,9 @@ class Parallel(_base.Composite):
       raise ValueError("Parallel needs at least one branch.")
     config = ParallelConfig(f"Parallel({len(branches)} branches, {combine})",
                             combine, axis)
+    # Sizes known statically are checked now, not at the first call.
+    self.feature_sizes = _features.check_branches(branches, combine, axis,
+                                                  config.desc)
     super().__init__(branches, config, name, validate_args)
     self._parameters = parameters
     self._init_args = dict(branches=self._children, combine=combine,

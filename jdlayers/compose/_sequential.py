@@ -6,7 +6,7 @@ import dataclasses
 from typing import Optional
 
 from jdlayers import _registry
-from jdlayers.compose import _base
+from jdlayers.compose import _base, _features
 from jdlayers.layers.static import Flatten
 
 
@@ -36,7 +36,11 @@ class Sequential(_base.Composite):
     validate_args: Passed to `JointDistributionCoroutine`.
 
   Raises:
-    ValueError: If no layer has random parameters.
+    ValueError: If no layer has random parameters, or if a layer's input
+      size known at construction (`in_units`, `in_channels`) differs from
+      the output size of the sized layer before it (pooling and named
+      activations in between keep sizes; other functions and `Flatten`
+      make them unknown, and nothing unknown is checked).
 
   #### Example
 
@@ -62,6 +66,8 @@ class Sequential(_base.Composite):
       feat = nd if nd is not None else feat
       kids.append(c)
     desc = f"Sequential({len(kids)} layers)"
+    # Sizes known statically are checked now, not at the first call.
+    self.feature_sizes = _features.check_chain(kids, desc)
     super().__init__(kids, _base.CompositeConfig(desc), name, validate_args)
     self._parameters = parameters
     self._init_args = dict(layers=self._children, name=name,

@@ -19,6 +19,7 @@ from tensorflow_probability.python.experimental.mcmc import (
 from tensorflow_probability.python.mcmc import (
     dual_averaging_step_size_adaptation as _dassa)
 
+from jdlayers import _validate
 from jdlayers.inference import _windowed
 
 tfb = tfp.bijectors
@@ -55,6 +56,55 @@ def resolve_adaptation(adaptation: str, num_adaptation_steps: int) -> str:
   if num_adaptation_steps >= MIN_WINDOWED_STEPS:
     return "windowed"
   return "step_size" if num_adaptation_steps > 0 else "none"
+
+
+# NUTS doubles its trajectory up to 2**max_tree_depth leapfrog steps; past 30
+# the count overflows TFP's int32 bookkeeping (and no run could finish).
+MAX_TREE_DEPTH = 30
+
+
+def check_settings(*, kernel="nuts", num_adaptation_steps=0, step_size=None,
+                   num_leapfrog_steps=20, max_tree_depth=10,
+                   target_accept_prob=None, adaptation="auto",
+                   step_size_jitter=0.1, where: str = "make_kernel") -> dict:
+  """Checks every kernel setting once, where it enters (`make_kernel`).
+
+  Settings that cannot work used to run anyway: `step_size=-0.1` or
+  `num_leapfrog_steps=0` froze the chains with healthy-looking acceptance,
+  `target_accept_prob=1.5` drove the step size to 0, and
+  `max_tree_depth=0` failed deep inside TFP.
+
+  Returns:
+    The settings, normalised (ints and floats).
+
+  Raises:
+    TypeError: For a setting of the wrong kind (a string step size, ...).
+    ValueError: For a negative, zero, NaN or out-of-range setting, or an
+      unknown kernel or adaptation name.
+  """
+  _validate.choice(kernel, KERNELS, "kernel", where)
+  _validate.choice(adaptation, ADAPTATIONS, "adaptation", where)
+  out = dict(kernel=kernel, adaptation=adaptation)
+  out["num_adaptation_steps"] = _validate.count(
+      num_adaptation_steps,
+      "num_adaptation_steps" if where == "make_kernel" else "num_burnin_steps",
+      where, minimum=0)
+  if step_size is not None:
+    _validate.positive_values(step_size, "step_size", where)
+  out["step_size"] = step_size
+  out["num_leapfrog_steps"] = _validate.count(
+      num_leapfrog_steps, "num_leapfrog_steps", where, minimum=1)
+  out["max_tree_depth"] = _validate.count(
+      max_tree_depth, "max_tree_depth", where, minimum=1,
+      maximum=MAX_TREE_DEPTH)
+  if target_accept_prob is not None:
+    target_accept_prob = _validate.probability(
+        target_accept_prob, "target_accept_prob", where)
+  out["target_accept_prob"] = target_accept_prob
+  out["step_size_jitter"] = _validate.real(
+      step_size_jitter, "step_size_jitter", where, low=0., high=1.,
+      high_open=True)
+  return out
 
 
 def default_step_size(init_state: Sequence[tf.Tensor], num_chains: int):
@@ -95,19 +145,23 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
     A `tfp.mcmc.TransitionKernel` over the (constrained) parts.
 
   Raises:
-    ValueError: For an unknown kernel or adaptation.
+    TypeError, ValueError: For a setting that cannot work (see
+      `check_settings`), or a bijector count that differs from the parts'.
   """
-  if kernel not in KERNELS:
-    raise ValueError(f"make_kernel: `kernel` must be one of {KERNELS}; got "
-                     f"{kernel!r}.")
-  if not 0. <= step_size_jitter < 1.:
-    raise ValueError(f"make_kernel: `step_size_jitter` must be in [0, 1); got "
-                     f"{step_size_jitter!r}.")
-  if adaptation not in ADAPTATIONS:
-    raise ValueError(f"make_kernel: `adaptation` must be one of {ADAPTATIONS};"
-                     f" got {adaptation!r}.")
+  settings = check_settings(
+      kernel=kernel, num_adaptation_steps=num_adaptation_steps,
+      step_size=step_size, num_leapfrog_steps=num_leapfrog_steps,
+      max_tree_depth=max_tree_depth, target_accept_prob=target_accept_prob,
+      adaptation=adaptation, step_size_jitter=step_size_jitter)
+  if not callable(target_log_prob_fn):
+    raise TypeError(f"make_kernel: `target_log_prob_fn` must be callable; got "
+                    f"{target_log_prob_fn!r}.")
+  init_state, bijectors = list(init_state), list(bijectors)
+  if not init_state or len(bijectors) != len(init_state):
+    raise ValueError(f"make_kernel: needs one bijector per state part; got "
+                     f"{len(bijectors)} bijectors for {len(init_state)} parts.")
+  step_size_jitter = settings["step_size_jitter"]
   adaptation = resolve_adaptation(adaptation, num_adaptation_steps)
-  init_state = list(init_state)
   num_chains = int(init_state[0].shape[0])
   dtype = init_state[0].dtype
   if step_size is None:

@@ -17,14 +17,20 @@ results in a pickle-free file.
 
 from __future__ import annotations
 
+import collections.abc
+import numbers
 from typing import Callable, Optional, Sequence, Union
 
+from jdlayers import _validate
+from jdlayers.inference import _kernels
 from jdlayers.inference._checkpoint import CheckpointWriteError
 from jdlayers.inference._kernels import (ADAPTATIONS, KERNELS, Trace,
                                          make_kernel, trace)
 from jdlayers.inference._predictive import Predictive
 from jdlayers.inference._result import Diagnostics, MCMCResult, load_result
 from jdlayers.inference._sampler import Sampler
+from jdlayers.models._model import Model
+from jdlayers.models._posterior import INIT_METHODS
 
 __all__ = [
     "ADAPTATIONS", "CheckpointWriteError", "Diagnostics", "KERNELS",
@@ -101,8 +107,11 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
     the last multiple of `checkpoint_every`.
 
   Raises:
-    TypeError, ValueError: For invalid data or settings, before sampling, or
-      a `checkpoint` written by a run with other settings or data.
+    TypeError, ValueError: For invalid data or settings, before sampling
+      (every setting that cannot work is refused: a step size <= 0 or NaN,
+      `num_leapfrog_steps` or `max_tree_depth` < 1, `target_accept_prob`
+      outside (0, 1), ...), or a `checkpoint` written by a run with other
+      settings or data.
     FileExistsError: If `checkpoint` exists and `resume` is False.
     jdlayers.io.FileFormatError: For a corrupted or invalid checkpoint.
     CheckpointWriteError: (an `OSError`) if a checkpoint write fails (full
@@ -129,6 +138,13 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
   result.save("run.jdl.npz")
   ```
   """
+  _check_run_settings(
+      model, kernel=kernel, num_burnin_steps=num_burnin_steps,
+      step_size=step_size, num_leapfrog_steps=num_leapfrog_steps,
+      max_tree_depth=max_tree_depth, target_accept_prob=target_accept_prob,
+      adaptation=adaptation, step_size_jitter=step_size_jitter, init=init,
+      init_scale=init_scale, seed=seed, jit_compile=jit_compile,
+      progress=progress, callback=callback)
   posterior = model.posterior(x, y)
   sampler = Sampler(
       posterior, num_chains=num_chains, num_results=num_results,
@@ -153,3 +169,30 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
                   f"{num_results} draws (result.complete is False).{note}")
     return result
   return sampler.result()
+
+
+def _check_run_settings(model, *, num_burnin_steps, init, init_scale, seed,
+                        jit_compile, progress, callback, **kernel_settings):
+  """Checks `sample`'s settings before the data is touched or anything is
+  compiled (counts and checkpoints are checked by `Sampler`)."""
+  where = "mcmc.sample"
+  if not isinstance(model, Model):
+    raise TypeError(f"{where}: `model` must be a jdlayers.models.Model; got "
+                    f"{type(model).__name__}. Wrap the network: "
+                    "jdl.models.Model(net, jdl.models.Normal(scale=...)).")
+  if isinstance(num_burnin_steps, bool) or not isinstance(
+      num_burnin_steps, numbers.Integral) or num_burnin_steps < 0:
+    return  # `Sampler` reports it, with the other counts
+  _kernels.check_settings(num_adaptation_steps=num_burnin_steps, where=where,
+                          **kernel_settings)
+  if isinstance(init, str):
+    _validate.choice(init, INIT_METHODS, "init", where)
+  elif not isinstance(init, collections.abc.Sequence):
+    raise TypeError(f"{where}: `init` must be one of {list(INIT_METHODS)} or "
+                    f"a list of initial parts [C, ...]; got "
+                    f"{type(init).__name__}.")
+  _validate.real(init_scale, "init_scale", where, low=0.)
+  _validate.seed(seed, where)
+  _validate.boolean(jit_compile, "jit_compile", where)
+  _validate.callable_or_flag(progress, "progress", where)
+  _validate.optional_callable(callback, "callback", where)

@@ -150,6 +150,9 @@ def atomic_write_bytes(path: PathLike, data: bytes, *,
   if not overwrite and os.path.exists(path):
     raise FileExistsError(f"{path} exists; pass overwrite=True to replace it "
                           "(nothing was written).")
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"cannot write {path}: the directory {directory} "
+                            "does not exist (nothing was written).")
   remove_stale_temporaries(path)
   try:
     fd, tmp = tempfile.mkstemp(

@@ -20,6 +20,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from jdlayers import _registry
+from jdlayers import _validate
+from jdlayers.layers import _values
 
 tfd = tfp.distributions
 Root = tfd.JointDistributionCoroutine.Root
@@ -113,18 +115,69 @@ def stateless_seed(seed):
 
 
 class StatelessSeedMixin:
-  """Makes `sample` and `experimental_sample_and_log_prob` deterministic for
-  int seeds (see `stateless_seed`)."""
+  """The shared entry of every jdlayers distribution (layers, composites).
+
+  Makes `sample` and `experimental_sample_and_log_prob` deterministic for
+  int seeds (see `stateless_seed`), checks `sample_shape` once for all of
+  them, and checks every value given to `log_prob` (and `prob`,
+  `log_prob_parts`, ...) against the distribution's structure before TFP
+  sees it (see `_values.check_value`).
+  """
 
   def sample(self, sample_shape=(), seed=None, name="sample", **kwargs):
-    """Samples layers; the same `seed` (int or pair) gives the same layers."""
+    """Samples layers; the same `seed` (int or pair) gives the same layers.
+
+    Raises:
+      TypeError, ValueError: For a `sample_shape` that is not an int >= 0,
+        a sequence of them or an integer tensor (e.g. -1, 2.5, True).
+    """
+    _validate.sample_shape(sample_shape, f"{_where(self)}.sample")
     return super().sample(sample_shape, seed=stateless_seed(seed), name=name,
                           **kwargs)
 
   def experimental_sample_and_log_prob(self, sample_shape=(), seed=None,
                                        name="sample_and_log_prob", **kwargs):
+    _validate.sample_shape(sample_shape,
+                           f"{_where(self)}.experimental_sample_and_log_prob")
     return super().experimental_sample_and_log_prob(
         sample_shape, seed=stateless_seed(seed), name=name, **kwargs)
+
+  def _resolve_value(self, *args, allow_partially_specified=False, **kwargs):
+    # TFP's one entry for the value of log_prob, prob and their *_parts.
+    if not allow_partially_specified:
+      value = _lone_value(args, kwargs)
+      if value is not _NO_VALUE:
+        _values.check_value(self.event_shape, self.dtype, value, _where(self),
+                            as_args=len(args) > 1)
+    return super()._resolve_value(
+        *args, allow_partially_specified=allow_partially_specified, **kwargs)
+
+  def __call__(self, *args, **kwargs):
+    # Without this, `net(x)` says "'Sequential' object is not callable".
+    raise TypeError(
+        f"{_where(self)} is a distribution over networks, not a network: "
+        "draw one with `f = dist.sample(seed=0)` (or `dist.sample(n, "
+        "seed=0)` for n of them) and call the sample, `f(x)`.")
+
+
+_NO_VALUE = object()
+
+
+def _lone_value(args, kwargs):
+  """The value of a `log_prob(value)`-style call, else `_NO_VALUE` (calls by
+  part name are checked by TFP itself)."""
+  if len(args) == 1 and not kwargs:
+    return args[0]
+  if not args and set(kwargs) == {"value"}:
+    return kwargs["value"]
+  if len(args) > 1 and not kwargs:
+    return tuple(args)
+  return _NO_VALUE
+
+
+def _where(dist) -> str:
+  config = getattr(dist, "_config", None)
+  return getattr(config, "desc", None) or type(dist).__name__
 
 
 class ConfigMixin:

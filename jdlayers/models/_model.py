@@ -143,7 +143,11 @@ class Model:
     x = tf.convert_to_tensor(arr, self.dtype)
     # A probe pass with one sampled network checks x against the layers (their
     # errors name the layer and the shapes) and gives the output shape.
-    out = self.probe(x[:1])
+    try:
+      out = self.probe(x[:1])
+    except ValueError:
+      _raise_with_full_shape(self.probe, x)
+      raise
     out_shape = tuple(out.shape[1:])
     self.likelihood.check_outputs(out_shape)
     return x, out_shape
@@ -225,3 +229,17 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
     raise ValueError(f"Model: {name} holds {int(bad.sum())} non-finite "
                      f"value(s) (NaN or inf), e.g. {name}{list(idx)} = "
                      f"{arr[idx]}.")
+
+
+def _raise_with_full_shape(probe, x) -> None:
+  """Re-raises a probe's shape error for the user's `x`, not its first row.
+
+  The probe runs on `x[:1]`, so a layer would report `[1, 2]` for an
+  `x` of shape `[40, 2]`; tracing (no computation) on `x`'s full shape
+  makes the same check name the shape the user passed.
+  """
+  try:
+    tf.function(probe, autograph=False).get_concrete_function(
+        tf.TensorSpec(x.shape, x.dtype))
+  except ValueError as e:
+    raise e.with_traceback(None) from None

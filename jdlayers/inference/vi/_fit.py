@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from jdlayers.inference.vi import _estimators
+from jdlayers.inference.vi import _checks, _estimators
 from jdlayers.inference.vi._elbo import elbo_terms
 from jdlayers.inference.vi._surrogate import Surrogate
 from jdlayers.layers._base import stateless_seed
@@ -80,7 +80,8 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
     The fitted `Surrogate`, with `history` (a `History`) and `predict`.
 
   Raises:
-    TypeError, ValueError: For invalid data or settings, before training.
+    TypeError, ValueError: For invalid data or settings, before training
+      (e.g. `learning_rate <= 0`, `kl_weight < 0`, an unbatched dataset).
 
   #### Example
 
@@ -97,10 +98,12 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   if not isinstance(model, Model):
     raise TypeError(f"vi.fit: `model` must be a jdlayers.models.Model; got "
                     f"{type(model).__name__}.")
-  for name, v, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
-                       ("num_samples", num_samples, 1)):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-      raise ValueError(f"vi.fit: `{name}` must be an int >= {low}; got {v!r}.")
+  _checks.check_settings(
+      surrogate=surrogate, epochs=epochs, batch_size=batch_size,
+      optimizer=optimizer, learning_rate=learning_rate,
+      num_samples=num_samples, num_examples=num_examples,
+      analytic_kl=analytic_kl, kl_weight=kl_weight, seed=seed,
+      shuffle=shuffle, jit_compile=jit_compile, progress=progress)
   if isinstance(estimator, str):
     _estimators.canonical(estimator, "vi.fit")
   else:
@@ -253,7 +256,11 @@ def _dataset_feeder(model, dataset, y, num_examples, epochs) -> _Feeder:
   first = next(iter(dataset), None)
   if first is None or len(first) != 2:
     raise ValueError("vi.fit: the dataset must yield (x, y) batches.")
-  xb, out_shape = model.check_x(first[0])
+  try:
+    xb, out_shape = model.check_x(first[0])
+  except ValueError:
+    _checks.check_unbatched(model, first)
+    raise
   model.check_y(first[1], int(xb.shape[0]), out_shape)
   if num_examples is None:
     num_examples = sum(int(tf.shape(b[0])[0]) for b in dataset)

@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from jdlayers import _state
+from jdlayers import _validate
 from jdlayers.compose._base import Composite
 from jdlayers.inference import _predictive
 from jdlayers.inference.vi import _builders, _estimators, _io
@@ -164,6 +165,8 @@ class Surrogate(tf.Module):
 
   def sample_parts(self, sample_shape=(), seed=None) -> List[tf.Tensor]:
     """Draws every part: a list `[*sample_shape, *part shape]`."""
+    _validate.sample_shape(sample_shape, "Surrogate.sample")
+    _validate.seed(seed, "Surrogate.sample")
     seeds = tfp.random.split_seed(_base.stateless_seed(seed),
                                   len(self._makers))
     return [d.sample(sample_shape, seed=s)
@@ -305,9 +308,9 @@ class Surrogate(tf.Module):
     if self.model is None:
       raise ValueError("Surrogate.predict needs a likelihood: build the "
                        "surrogate from a jdlayers.models.Model.")
-    if not isinstance(num_samples, int) or num_samples < 1:
-      raise ValueError(f"Surrogate.predict: `num_samples` must be an int >= "
-                       f"1; got {num_samples!r}.")
+    _validate.count(num_samples, "num_samples", "Surrogate.predict", 1)
+    _validate.count(batch_size, "batch_size", "Surrogate.predict", 1)
+    _validate.seed(seed, "Surrogate.predict")
     xt, out_shape = self.model.check_x(x)
     s1, s2 = tfp.random.split_seed(_base.stateless_seed(seed))
     states = [p.numpy()[:, None] for p in self.sample_parts([num_samples],
