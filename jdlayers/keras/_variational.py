@@ -28,8 +28,11 @@ class Variational(VariationalLayer):
     estimator: "flipout" (default), "reparam" or "local" for every layer,
       or a mapping from layer paths ("0", "2/1"; "*" for the rest) to names;
       layers not linear in a kernel use "reparam".
-    kernel_posterior_fn: Builder for every layer's kernel (`weights` or
-      `kernel`); default mean-field normal.
+    kernel_posterior_fn: Builder (or tfp.layers posterior function) for
+      every layer's kernel (`weights` or `kernel`, in jdlayers' layout:
+      a wrapped network has no Keras kernel); None: mean-field normal.
+      `Variational` has no tfp.layers counterpart: its None hooks mean
+      the default, unlike the named layers'.
     bias_posterior_fn: Builder for every layer's bias.
     kernel_divergence_fn: `(q, p, z) -> scalar` for every kernel's unscaled
       KL term.
@@ -113,13 +116,19 @@ class Variational(VariationalLayer):
     return self._prior_distribution
 
   def _surrogate_kwargs(self) -> Dict[str, Any]:
-    builders = dict(self._posterior_fns)
+    owner = f"Variational '{self.name}'"
+    # tfp.layers posterior functions become builders (jdlayers' layout: a
+    # wrapped network has no Keras kernel to mirror).
+    builders = {k: _hooks.as_builder(v, "posterior", None, owner,
+                                     f"posterior_fns[{k!r}]")
+                for k, v in self._posterior_fns.items()}
     divergences = dict(self._divergence_fns)
     for part, names in (("kernel", ("weights", "kernel")), ("bias", ("bias",))):
       for name in names:
         fn = getattr(self, f"{part}_posterior_fn")
         if fn is not None:
-          builders.setdefault(name, fn)
+          builders.setdefault(name, _hooks.as_builder(
+              fn, part, None, owner, f"{part}_posterior_fn"))
         fn = getattr(self, f"{part}_divergence_fn")
         if fn is not None:
           divergences.setdefault(name, fn)
