@@ -67,6 +67,12 @@ class _Named(VariationalLayer):
     super().__init__(**kwargs)
     owner = type(self).__name__
     self.activation = keras.activations.get(activation)
+    if not isinstance(use_bias, (bool, np.bool_)):
+      # tfp.layers' third positional argument is `activity_regularizer`.
+      raise TypeError(f"{owner}: `use_bias` must be True or False; got "
+                      f"{use_bias!r:.80} (tfp.layers' third positional "
+                      "argument is `activity_regularizer`: pass it by "
+                      "keyword).")
     self.use_bias = bool(use_bias)
     hooks = dict(kernel_posterior_fn=kernel_posterior_fn,
                  kernel_posterior_tensor_fn=kernel_posterior_tensor_fn,

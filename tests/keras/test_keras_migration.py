@@ -138,6 +138,8 @@ def test_tfp_posterior_function_saves_and_loads(tmp_path):
      r"jdlayers.vi.mean_field_normal\(\) or a tfp.layers function"),
     (dict(kernel_prior_fn=lambda a, b, c: None), TypeError,
      r"\(dtype, shape\) -> tfd.Distribution or a tfp.layers function"),
+    # tfp.layers' DenseFlipout(units, activation, activity_regularizer):
+    (dict(use_bias=None), TypeError, "activity_regularizer"),
 ])
 def test_unsupported_hooks_say_what_to_pass(kwargs, error, match):
   with pytest.raises(error, match=match):
