@@ -296,12 +296,15 @@ class CheckpointWriteError(OSError):
     held = ("no checkpoint was written yet" if self.checkpoint_step is None
             else f"the checkpoint holds step {self.checkpoint_step}; fix the "
             "cause and rerun with resume=True to continue from there")
-    super().__init__(
+    self.message = (
         f"mcmc: writing checkpoint {path!r} failed at step {sampler.step} of "
         f"{sampler.total_steps} (file {failed!r}: {type(cause).__name__}: "
         f"{cause}). The run stopped; its {self.partial_result.num_draws} "
         f"draws so far are in this error's `partial_result`; {held}.")
-    self.errno, self.filename = cause.errno, failed
+    super().__init__(cause.errno, self.message, failed)
+
+  def __str__(self) -> str:  # OSError's would be "[Errno n] ...: 'file'"
+    return self.message
 
 
 def read(path) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
