@@ -64,8 +64,11 @@ def real(value, arg: str, where: str, *, low: Optional[float] = None,
     ValueError: For NaN, an infinity, or a value outside the range.
   """
   if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    if isinstance(value, (np.ndarray, tf.Tensor)) and np.ndim(value) == 0:
-      v = tf.get_static_value(value) if isinstance(value, tf.Tensor) else value
+    if isinstance(value, (np.ndarray, tf.Tensor, tf.Variable)) and (
+        tf.TensorShape(value.shape).rank == 0):
+      # A variable (e.g. an annealed KL weight) is checked at its value now.
+      v = value if isinstance(value, np.ndarray) else tf.get_static_value(
+          tf.convert_to_tensor(value))
       if v is not None and np.issubdtype(np.asarray(v).dtype, np.number):
         return real(np.asarray(v).item(), arg, where, low=low, high=high,
                     low_open=low_open, high_open=high_open)

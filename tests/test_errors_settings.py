@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import jdlayers as jdl
 from jdlayers import _validate
+from jdlayers.inference.vi import _checks
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +238,11 @@ def test_validate_accepts():
   s = tf.constant([1, 2])
   assert _validate.seed(s, "f") is s
   assert _validate.positive_values([0.1, np.ones(3)], "s", "f")
+  # An annealed KL weight (a variable) and a learning-rate schedule pass.
+  assert _validate.real(tf.Variable(0.5), "kl_weight", "f", low=0.) == 0.5
+  schedule = lambda step: 1e-3  # pylint: disable=unnecessary-lambda-assignment
+  _checks.check_settings(
+      surrogate=None, epochs=1, batch_size=1, optimizer=None,
+      learning_rate=schedule, num_samples=1, num_examples=None,
+      analytic_kl=True, kl_weight=tf.Variable(0.), seed=0, shuffle=True,
+      jit_compile=None, progress=False)

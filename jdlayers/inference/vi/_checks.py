@@ -29,7 +29,8 @@ def check_settings(*, surrogate, epochs, batch_size, optimizer,
     _validate.count(v, name, _WHERE, minimum=1)
   if num_examples is not None:
     _validate.count(num_examples, "num_examples", _WHERE, minimum=1)
-  _validate.positive(learning_rate, "learning_rate", _WHERE)
+  if not callable(learning_rate):  # a Keras schedule is a callable
+    _validate.positive(learning_rate, "learning_rate", _WHERE)
   _validate.real(kl_weight, "kl_weight", _WHERE, low=0.)
   _validate.boolean(analytic_kl, "analytic_kl", _WHERE)
   _validate.boolean(shuffle, "shuffle", _WHERE)
