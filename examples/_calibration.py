@@ -27,7 +27,8 @@ from typing import Mapping, Tuple
 
 import numpy as np
 
-__all__ = ["accuracy", "nll", "ece", "reliability", "reliability_diagram"]
+__all__ = ["accuracy", "nll", "ece", "reliability", "merge_sparse_bins",
+           "reliability_diagram"]
 
 
 def _check(probs, labels) -> Tuple[np.ndarray, np.ndarray]:
@@ -121,6 +122,56 @@ def reliability(probs, labels, num_bins: int = 15) -> dict:
           "accuracy": acc, "count": count}
 
 
+def merge_sparse_bins(r: dict, min_count: int) -> dict:
+  """Merges adjacent bins of `reliability` until each holds `min_count`.
+
+  A bin with a handful of examples has an accuracy too noisy to read (one
+  example more or less moves it by tens of percent), so a diagram drawn from
+  such bins zig-zags. Bins are merged left to right, skipping empty ones,
+  until a group holds at least `min_count` examples; a short last group joins
+  the one before it. Counts are kept, confidence and accuracy become the
+  count-weighted means of the merged bins (the same values `reliability`
+  computes directly on the wider bin).
+
+  Args:
+    r: the dict returned by `reliability`.
+    min_count: fewest examples per merged bin (>= 1).
+
+  Returns:
+    A dict like `r` with `M' <= M` bins: `edges` `[M' + 1]` (of unequal
+    widths, from the first to the last non-empty bin; empty bins between
+    groups join the group on their right), `confidence`, `accuracy` and
+    `count`, each `[M']`, no empty bin.
+
+  Raises:
+    ValueError: if `min_count < 1`.
+  """
+  if int(min_count) < 1:
+    raise ValueError(f"`min_count` (={min_count}) must be at least 1.")
+  count, edges = r["count"], r["edges"]
+  groups, current = [], []
+  for m in np.flatnonzero(count > 0):
+    current.append(m)
+    if count[current].sum() >= min_count:
+      groups.append(current)
+      current = []
+  if current:
+    if groups:
+      groups[-1] += current
+    else:
+      groups.append(current)
+  out = {"edges": [edges[groups[0][0]]] if groups else [], "confidence": [],
+         "accuracy": [], "count": []}
+  for g in groups:
+    n = count[g]
+    out["edges"].append(edges[g[-1] + 1])
+    out["count"].append(n.sum())
+    out["confidence"].append(np.sum(n * r["confidence"][g]) / n.sum())
+    out["accuracy"].append(np.sum(n * r["accuracy"][g]) / n.sum())
+  return {k: np.asarray(v, np.int64 if k == "count" else np.float64)
+          for k, v in out.items()}
+
+
 def ece(probs, labels, num_bins: int = 15) -> float:
   """Expected calibration error of the top-label confidence.
 
@@ -145,19 +196,24 @@ def ece(probs, labels, num_bins: int = 15) -> float:
 
 def reliability_diagram(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]],
                         path, num_bins: int = 15,
-                        title: str = "Reliability diagram") -> pathlib.Path:
+                        title: str = "Reliability diagram",
+                        min_fraction: float = 0.02) -> pathlib.Path:
   """Writes a PNG comparing the calibration of several models.
 
   The top panel plots each model's per-bin accuracy against its per-bin mean
-  confidence (marker size by bin count) over the diagonal of perfect
-  calibration, with accuracy and ECE in the legend; the bottom panel shows
-  how the examples spread over the confidence bins.
+  confidence over the diagonal of perfect calibration, with accuracy and ECE
+  (on the equal-width bins) in the legend. Sparse bins are merged with their
+  neighbours (`merge_sparse_bins`) until each point stands for at least
+  `min_fraction` of the examples, and each point is labelled with its count,
+  so no line zig-zags through a bin of two or three examples. The bottom
+  panel shows how the examples spread over the equal-width bins.
 
   Args:
     curves: `{name: (probs, labels)}`, `probs` `[N, K]`, `labels` `[N]`.
     path: output file; its parent directory must exist.
     num_bins: number of equal-width confidence bins.
     title: figure title.
+    min_fraction: fewest examples per plotted point, as a fraction of `N`.
 
   Returns:
     `path`, as a `pathlib.Path`.
@@ -176,20 +232,28 @@ def reliability_diagram(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]],
   width = (edges[1] - edges[0]) / (len(curves) + 1)
   for i, (name, (probs, labels)) in enumerate(curves.items()):
     r = reliability(probs, labels, num_bins)
-    keep = r["count"] > 0
+    total = int(r["count"].sum())
+    merged = merge_sparse_bins(r, max(1, int(np.ceil(min_fraction * total))))
     label = (f"{name}: acc {100 * accuracy(probs, labels):.1f}%, "
              f"ECE {100 * ece(probs, labels, num_bins):.2f}%")
-    sizes = 12 + 120 * r["count"][keep] / r["count"].sum()
-    ax.plot(r["confidence"][keep], r["accuracy"][keep], color=f"C{i}", lw=1.5,
+    sizes = 12 + 120 * merged["count"] / total
+    ax.plot(merged["confidence"], merged["accuracy"], color=f"C{i}", lw=1.5,
             label=label)
-    ax.scatter(r["confidence"][keep], r["accuracy"][keep], s=sizes,
+    ax.scatter(merged["confidence"], merged["accuracy"], s=sizes,
                color=f"C{i}", zorder=3)
+    for c, a, n in zip(merged["confidence"], merged["accuracy"],
+                       merged["count"]):
+      ax.annotate(str(n), (c, a), textcoords="offset points",
+                  xytext=(-4, 5 if i % 2 == 0 else -11), ha="right",
+                  fontsize=6.5, color=f"C{i}")
     hist.bar(edges[:-1] + (i + 0.5) * width, r["count"] / r["count"].sum(),
              width=width, color=f"C{i}", align="edge", label=name)
   ax.set_xlim(0, 1)
   ax.set_ylim(0, 1.02)
   ax.set_ylabel("accuracy in bin")
-  ax.set_title(title, fontsize=11)
+  ax.set_title(f"{title}\n(points: bins merged to >= "
+               f"{100 * min_fraction:.0f}% of examples, labelled with counts)",
+               fontsize=10)
   ax.legend(fontsize=8, frameon=False, loc="lower right")
   hist.set_yscale("log")
   hist.set_xlabel("top-label confidence")

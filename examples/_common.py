@@ -1,12 +1,113 @@
-"""Helpers shared by the examples: output paths that never clobber, data."""
+"""Helpers shared by the examples and benchmarks: a quiet TensorFlow start,
+output paths that never clobber, bundled data."""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import re
+import sys
+import tempfile
+import time
+import warnings
 
 import numpy as np
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
+
+# INFO lines that TensorFlow's native libraries print while they load, before
+# absl logging is initialised, so that TF_CPP_MIN_LOG_LEVEL cannot hide them
+# (oneDNN notice, "Could not find cuda drivers"): e.g.
+# "I0000 00:00:1795914748.056766    3114 port.cc:153] oneDNN custom ...".
+_LOAD_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] )")
+
+
+def quiet_start(tf32: bool = False):
+  """Imports TensorFlow and TFP without their start-up log lines; returns tf.
+
+  Call it before anything else imports TensorFlow. It sets
+  `TF_CPP_MIN_LOG_LEVEL=3` (which hides native ERROR lines such as the
+  CPU-only machine's "failed call to cuInit") unless the user set a level,
+  and drops the INFO lines the native libraries print while loading, which no
+  environment variable reaches. Every other line printed during the import
+  (a real warning or error) is passed on. A user who sets
+  `TF_CPP_MIN_LOG_LEVEL` gets every line unfiltered.
+
+  Args:
+    tf32: whether to keep TensorFloat-32 matmuls on Ampere+ GPUs. Off by
+      default: MCMC and small float32 models want full float32 precision
+      (TFP warns about TF32 for that reason), and turning it off before TFP
+      loads is what keeps that warning from firing. No effect on CPUs.
+
+  Returns:
+    The `tensorflow` module.
+  """
+  if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    # Too late to filter the load, or the user chose their own log level.
+    return _import_tf(tf32)
+  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  sys.stderr.flush()
+  saved = os.dup(2)
+  ok = False
+  # The lines come from C++ straight to file descriptor 2, so the descriptor
+  # itself is redirected while the libraries load.
+  with tempfile.TemporaryFile() as tmp:
+    os.dup2(tmp.fileno(), 2)
+    try:
+      tf = _import_tf(tf32)
+      ok = True
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      tmp.seek(0)
+      for line in tmp.read().decode("utf-8", "replace").splitlines(True):
+        if not (ok and _LOAD_NOISE.match(line)):
+          sys.stderr.write(line)
+  return tf
+
+
+def _import_tf(tf32: bool):
+  """Imports tf (and TFP, which loads a second copy of the native logging),
+  with absl's Python logging at ERROR and TF32 as asked."""
+  # Imported here, not at the top: quiet_start must redirect stderr first.
+  import absl.logging  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  absl.logging.set_verbosity(absl.logging.ERROR)
+  tf.get_logger().setLevel("ERROR")
+  if not tf32:
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+  else:
+    warnings.filterwarnings("ignore", message="TensorFloat-32")
+  import tensorflow_probability  # pylint: disable=g-import-not-at-top,unused-import
+  return tf
+
+
+class Phase:
+  """Prints what a long phase is doing before it starts, and its time after.
+
+  `with Phase("compiling and running the sampler", about=60): ...` prints
+  "compiling and running the sampler (about 60 s on a 2-core CPU)..." at once,
+  so the reader never watches a silent terminal, then "  ... took 55.3 s".
+  """
+
+  def __init__(self, what: str, about: float | None = None):
+    self.what, self.about = what, about
+
+  def __enter__(self):
+    hint = (f" (about {self.about:.0f} s on a 2-core CPU)"
+            if self.about else "")
+    print(f"{self.what}{hint}...", flush=True)
+    self.start = time.perf_counter()
+    return self
+
+  def __exit__(self, *exc):
+    self.seconds = time.perf_counter() - self.start
+    if exc[0] is None:
+      print(f"  ... took {self.seconds:.1f} s", flush=True)
+    return False
 
 
 def free_path(out_dir: pathlib.Path, filename: str,

@@ -13,29 +13,39 @@ Models:
   sampled with NUTS over all weights.
 
 Both are scored on the test set by RMSE and mean negative log predictive
-density (NLL), in the target's original units.
+density (NLL), in the target's original units. The figure
+`DIR/hmc_diabetes.png` plots each test patient's predicted against observed
+progression, with 90% predictive intervals, for both models; an existing
+file is kept unless `--overwrite` is given (a numbered name is used).
 
 Usage:
   python examples/hmc_diabetes.py [--kernel nuts|hmc] [--chains C]
-      [--draws D] [--warmup W] [--seed N] [--smoke]
+      [--draws D] [--warmup W] [--seed N] [--out DIR] [--overwrite] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import pathlib
 import sys
 import time
-import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-warnings.filterwarnings("ignore", message="TensorFloat-32")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
+_common.quiet_start()  # before anything else loads TensorFlow
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 from sklearn.datasets import load_diabetes  # noqa: E402
 
 import jdlayers as jdl  # noqa: E402
+
+FIGURE = "hmc_diabetes.png"
 
 
 def split(seed: int = 0, test_fraction: float = 0.2):
@@ -52,7 +62,11 @@ def split(seed: int = 0, test_fraction: float = 0.2):
 
 
 def linear_baseline(x, y, x_test, y_test):
-  """OLS predictive (flat prior, plug-in noise): `(rmse, nll)` standardised."""
+  """OLS predictive (flat prior, plug-in noise), standardised units.
+
+  Returns:
+    `(rmse, nll, mean [N_test], sd [N_test])`.
+  """
   z = np.concatenate([x, np.ones((len(x), 1))], 1).astype(np.float64)
   zt = np.concatenate([x_test, np.ones((len(x_test), 1))], 1).astype(np.float64)
   w, *_ = np.linalg.lstsq(z, y[:, 0], rcond=None)
@@ -62,7 +76,7 @@ def linear_baseline(x, y, x_test, y_test):
   mean = zt @ w
   err = y_test[:, 0] - mean
   nll = 0.5 * np.mean(np.log(2 * np.pi * var) + err ** 2 / var)
-  return float(np.sqrt(np.mean(err ** 2))), float(nll)
+  return float(np.sqrt(np.mean(err ** 2))), float(nll), mean, np.sqrt(var)
 
 
 def build_model(width: int, num_features: int) -> jdl.models.Model:
@@ -75,6 +89,36 @@ def build_model(width: int, num_features: int) -> jdl.models.Model:
   return jdl.models.Model(net, jdl.models.Normal(scale=noise))
 
 
+def plot(y_test, panels, path) -> None:
+  """Predicted vs observed on the test set, one panel per model.
+
+  Args:
+    y_test: `[N]` observed targets, original units.
+    panels: `[(title, mean [N], lo [N], hi [N])]`, original units.
+    path: output PNG.
+  """
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4),
+                           sharex=True, sharey=True, constrained_layout=True)
+  lim = (min(y_test.min(), min(p[2].min() for p in panels)),
+         max(y_test.max(), max(p[3].max() for p in panels)))
+  for ax, (title, mean, lo, hi) in zip(axes, panels):
+    inside = (y_test >= lo) & (y_test <= hi)
+    ax.plot(lim, lim, color="0.6", ls="--", lw=1, label="prediction = observed")
+    for sel, color, label in ((inside, "C0", "observed inside"),
+                              (~inside, "C3", "observed outside")):
+      ax.errorbar(y_test[sel], mean[sel],
+                  yerr=[mean[sel] - lo[sel], hi[sel] - mean[sel]], fmt="o",
+                  ms=3, lw=0.8, color=color, alpha=0.8,
+                  label=f"{label} the 90% interval ({sel.sum()})")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("observed progression")
+    ax.legend(fontsize=7.5, frameon=False, loc="upper left")
+  axes[0].set_ylabel("predicted progression (mean, 90% interval)")
+  fig.suptitle("Diabetes test set: predictive intervals", fontsize=12)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--kernel", default="nuts", choices=jdl.mcmc.KERNELS)
@@ -82,6 +126,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--draws", default=500, type=int)
   p.add_argument("--warmup", default=500, type=int)
   p.add_argument("--seed", default=0, type=int)
+  p.add_argument("--out", default="out", type=pathlib.Path)
+  p.add_argument("--overwrite", action="store_true",
+                 help=f"replace an existing DIR/{FIGURE}")
   p.add_argument("--smoke", action="store_true", help="tiny run, for CI")
   return p.parse_args(argv)
 
@@ -89,13 +136,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
   args = parse_args(argv)
   start = time.perf_counter()
-  x, y, x_test, y_test, _, sy = split(args.seed)
+  x, y, x_test, y_test, my, sy = split(args.seed)
   chains, draws, warmup, width = ((2, 20, 20, 4) if args.smoke else
                                   (args.chains, args.draws, args.warmup, 16))
   print(f"diabetes: {len(x)} train / {len(x_test)} test points, "
         f"{x.shape[1]} features; target sd {sy:.1f}")
 
-  lin_rmse, lin_nll = linear_baseline(x, y, x_test, y_test)
+  lin_rmse, lin_nll, lin_mean, lin_sd = linear_baseline(x, y, x_test, y_test)
+  print(f"compiling NUTS with XLA (about {10 if args.smoke else 40} s on a "
+        "2-core CPU), then one progress line per chunk...", flush=True)
   result = jdl.mcmc.sample(
       build_model(width, x.shape[1]), x, y, num_chains=chains,
       num_results=draws, num_burnin_steps=warmup, kernel=args.kernel,
@@ -114,6 +163,17 @@ def main(argv=None) -> int:
   print(f"\n{'model':40s} {'test RMSE':>10s} {'test NLL':>10s}")
   for name, rmse, nll in rows:
     print(f"{name:40s} {rmse * sy:10.2f} {nll + np.log(sy):10.3f}")
+
+  units = lambda a: np.reshape(a, -1) * sy + my   # [N] or [N, 1] -> [N]
+  lo, hi = pred.interval(0.9)
+  z = 1.6448536  # 90% central interval of a normal
+  panels = [(rows[0][0], units(lin_mean), units(lin_mean - z * lin_sd),
+             units(lin_mean + z * lin_sd)),
+            (rows[1][0], units(pred.mean), units(lo), units(hi))]
+  args.out.mkdir(parents=True, exist_ok=True)
+  path = _common.free_path(args.out, FIGURE, args.overwrite)
+  plot(units(y_test), panels, path)
+  print(f"wrote {path}")
   print(f"done in {time.perf_counter() - start:.1f} s")
   return 0
 

@@ -23,24 +23,22 @@ unless `--overwrite` is given (the figure then goes to
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+tf = _common.quiet_start()  # before anything else loads TensorFlow
 
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import jdlayers as jdl  # noqa: E402
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import _common  # noqa: E402
 
 FIGURE = "prior_predictive.png"
 
@@ -92,12 +90,6 @@ def describe(name: str, net, fs, x) -> None:
         f"range [{lp.min():.1f}, {lp.max():.1f}]")
 
 
-def draw_functions(net, x, num_samples: int, seed) -> np.ndarray:
-  """`[num_samples, N]` function values of networks drawn from `net`."""
-  fs = net.sample(num_samples, seed=seed)
-  return fs(x)[..., 0].numpy()
-
-
 def plot(panels, x: np.ndarray, num_lines: int, path: pathlib.Path) -> None:
   """One panel per prior: thin draws, mean and a 2-sigma band."""
   fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2),
@@ -112,8 +104,10 @@ def plot(panels, x: np.ndarray, num_lines: int, path: pathlib.Path) -> None:
                  "shown)", fontsize=10)
     ax.set_xlabel("x")
     ax.axhline(0, color="0.7", lw=0.5, zorder=0)
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
   np.atleast_1d(axes)[0].set_ylabel("f(x)")
+  # Below the panels, so it covers no curve.
+  fig.legend(*np.atleast_1d(axes)[0].get_legend_handles_labels(),
+             loc="outside lower center", ncol=2, fontsize=8, frameon=False)
   fig.suptitle("Prior predictive of a 1-50-50-1 tanh MLP", fontsize=12)
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -134,7 +128,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
   args = parse_args(argv)
   start = time.perf_counter()
-  num_grid, num_draws, num_lines, num_chains, num_images = (
+  # The MLP panels use `num_draws` networks (printed and plotted alike); the
+  # CNN is shown with `num_cnns` networks on `num_images` images.
+  num_grid, num_draws, num_lines, num_cnns, num_images = (
       (40, 16, 8, 4, 3) if args.smoke else (200, 500, 30, 32, 8))
   # Stateless seeds: the same --seed gives the same networks and figure.
   seeds = iter(tf.unstack(
@@ -148,20 +144,21 @@ def main(argv=None) -> int:
             ("LeCun-normal prior: Normal(0, 1/fan_in)",
              jdl.priors.lecun_normal())]
 
-  print(f"jdlayers {jdl.__version__}: sampling {num_chains} networks at once")
+  print(f"jdlayers {jdl.__version__}: {num_draws} MLPs per prior and "
+        f"{num_cnns} CNNs, each set sampled at once")
   panels = []
   for title, prior in priors:
     net = mlp(prior)
-    fs = net.sample(num_chains, seed=next(seeds))
+    fs = net.sample(num_draws, seed=next(seeds))
     describe(f"MLP, {title.split(' prior')[0]:>12s}", net, fs, x)
-    panels.append((title, draw_functions(net, x, num_draws, next(seeds))))
+    panels.append((title, fs(x)[..., 0].numpy()))
 
   net = cnn()
   f = net.sample(seed=next(seeds))          # one network
   print(f"CNN, one network: x {images.shape.as_list()} -> "
         f"y {f(images).shape.as_list()}, log_prob "
         f"{float(net.log_prob(f)):.1f}")
-  fs = net.sample(num_chains, seed=next(seeds))  # num_chains networks
+  fs = net.sample(num_cnns, seed=next(seeds))    # num_cnns networks
   describe("CNN", net, fs, images)
   probs = tf.nn.softmax(fs(images)).numpy()      # [S, N, 10]
   print(f"CNN prior predictive: mean max-class probability "

@@ -47,27 +47,23 @@ kept unless `--overwrite` is given (a numbered name is used instead).
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import time
-import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# TFP warns about GPU TensorFloat-32 at import; irrelevant here.
-warnings.filterwarnings("ignore", message="TensorFloat-32")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+tf = _common.quiet_start()  # before anything else loads TensorFlow
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 import jdlayers as jdl  # noqa: E402
 from jdlayers.inference import vi  # noqa: E402
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _calibration  # noqa: E402
-import _common  # noqa: E402
 
 FIGURE = "vi_digits_cnn_reliability.png"
 NUM_TEST = 450
@@ -184,6 +180,10 @@ def main(argv=None) -> int:
         f"{len(x_te)} test; VI ({args.estimator}) {epochs} epochs, "
         f"{samples} posterior samples")
 
+  # Times measured on a 2-core CPU (0.06 s per epoch after tracing).
+  print(f"training the Bayesian CNN with vi.fit (about "
+        f"{3 + 0.06 * epochs:.0f} s), then {samples} posterior samples...",
+        flush=True)
   t0 = time.perf_counter()
   q = vi.fit(build_bnn(), x_tr, y_tr, estimator=args.estimator,
              epochs=epochs, batch_size=64, learning_rate=args.lr,
@@ -197,6 +197,8 @@ def main(argv=None) -> int:
         f"{args.kl_weight:g} x KL/N {h.kl[-1] / len(x_tr):.3f}; {epochs} "
         f"epochs in {sum(h.seconds):.1f} s")
 
+  print("training the deterministic CNN with early stopping (about 10 s)...",
+        flush=True)
   t0 = time.perf_counter()
   det_predict, det_ran = fit_deterministic(
       x_tr, y_tr, epochs=det_epochs, learning_rate=args.lr, seed=args.seed)
