@@ -109,6 +109,16 @@ def test_make_kernel_and_sampler_refuse(data):
                      r"finite number > 0 and < 1; got 1\.5"):
     jdl.mcmc.Sampler(post, num_chains=2, num_results=2, num_burnin_steps=0,
                      target_accept_prob=1.5)
+  for kwargs, error, match in (
+      (dict(init_scale=float("nan")), ValueError, r"`init_scale` must be a "
+       r"finite number >= 0; got nan"),
+      (dict(init="zeros"), ValueError, r"`init` must be one of"),
+      (dict(seed=[0]), ValueError, r"`seed` must be an int or a pair"),
+      (dict(jit_compile=None), TypeError, r"`jit_compile` must be True or "
+       r"False")):
+    with pytest.raises(error, match=r"^mcmc\.Sampler: " + match):
+      jdl.mcmc.Sampler(post, num_chains=2, num_results=2, num_burnin_steps=0,
+                       **kwargs)
 
 
 # --------------------------------------------------------------------- vi --

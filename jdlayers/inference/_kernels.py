@@ -21,6 +21,7 @@ from tensorflow_probability.python.mcmc import (
 
 from jdlayers import _validate
 from jdlayers.inference import _windowed
+from jdlayers.models._posterior import INIT_METHODS
 
 tfb = tfp.bijectors
 
@@ -105,6 +106,25 @@ def check_settings(*, kernel="nuts", num_adaptation_steps=0, step_size=None,
       step_size_jitter, "step_size_jitter", where, low=0., high=1.,
       high_open=True)
   return out
+
+
+def check_start(*, init, init_scale, seed, jit_compile, where: str) -> None:
+  """Checks how a run starts: `init`, `init_scale`, `seed`, `jit_compile`.
+
+  Raises:
+    TypeError: For a seed, flag or `init` of the wrong kind.
+    ValueError: For an unknown init method or a negative or NaN
+      `init_scale`.
+  """
+  if isinstance(init, str):
+    _validate.choice(init, INIT_METHODS, "init", where)
+  elif not isinstance(init, (list, tuple)):
+    raise TypeError(f"{where}: `init` must be one of {list(INIT_METHODS)} or "
+                    f"a list of initial parts [C, ...]; got "
+                    f"{type(init).__name__}.")
+  _validate.real(init_scale, "init_scale", where, low=0.)
+  _validate.seed(seed, where)
+  _validate.boolean(jit_compile, "jit_compile", where)
 
 
 def default_step_size(init_state: Sequence[tf.Tensor], num_chains: int):

@@ -96,6 +96,8 @@ class Sampler:
                **kernel_kwargs):
     _check_counts(num_chains, num_results, num_burnin_steps, chunk_size,
                   checkpoint_every)
+    _kernels.check_start(init=init, init_scale=init_scale, seed=seed,
+                         jit_compile=jit_compile, where="mcmc.Sampler")
     saved = _open_checkpoint(checkpoint, checkpoint_every, resume)
     if seed is None and saved is not None:
       seed = saved[0]["fingerprint"].get("seed")

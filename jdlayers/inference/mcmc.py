@@ -17,7 +17,6 @@ results in a pickle-free file.
 
 from __future__ import annotations
 
-import collections.abc
 import numbers
 from typing import Callable, Optional, Sequence, Union
 
@@ -30,7 +29,6 @@ from jdlayers.inference._predictive import Predictive
 from jdlayers.inference._result import Diagnostics, MCMCResult, load_result
 from jdlayers.inference._sampler import Sampler
 from jdlayers.models._model import Model
-from jdlayers.models._posterior import INIT_METHODS
 
 __all__ = [
     "ADAPTATIONS", "CheckpointWriteError", "Diagnostics", "KERNELS",
@@ -185,14 +183,7 @@ def _check_run_settings(model, *, num_burnin_steps, init, init_scale, seed,
     return  # `Sampler` reports it, with the other counts
   _kernels.check_settings(num_adaptation_steps=num_burnin_steps, where=where,
                           **kernel_settings)
-  if isinstance(init, str):
-    _validate.choice(init, INIT_METHODS, "init", where)
-  elif not isinstance(init, collections.abc.Sequence):
-    raise TypeError(f"{where}: `init` must be one of {list(INIT_METHODS)} or "
-                    f"a list of initial parts [C, ...]; got "
-                    f"{type(init).__name__}.")
-  _validate.real(init_scale, "init_scale", where, low=0.)
-  _validate.seed(seed, where)
-  _validate.boolean(jit_compile, "jit_compile", where)
+  _kernels.check_start(init=init, init_scale=init_scale, seed=seed,
+                       jit_compile=jit_compile, where=where)
   _validate.callable_or_flag(progress, "progress", where)
   _validate.optional_callable(callback, "callback", where)
