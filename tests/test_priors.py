@@ -73,6 +73,28 @@ def test_spike_and_slab_log_prob_by_hand():
   np.testing.assert_allclose(layer.log_prob(value), expected, rtol=1e-10)
 
 
+def test_spike_and_slab_bias_choices():
+  w = np.linspace(-2, 2, 6).reshape(2, 3)
+  b = np.array([-0.5, 0.02])
+  norm = lambda x, s: np.exp(-0.5 * (x / s) ** 2) / (s * np.sqrt(2 * np.pi))
+  mix = lambda x: np.sum(np.log(0.8 * norm(x, 0.1) + 0.2 * norm(x, 1.5)))
+  expected = {
+      "normal": mix(w) + np.sum(np.log(norm(b, 3.))),
+      "spike_and_slab": mix(w) + mix(b),  # the kernel's mixture, not scale 3
+  }
+  for bias, want in expected.items():
+    prior = priors.spike_and_slab(0.1, 1.5, 0.2, bias_scale=3., bias=bias)
+    layer = jdl.Affine(2, 3, F64, prior=prior)
+    value = tf.nest.pack_sequence_as(layer.sample(seed=(0, 0)), [w, b])
+    np.testing.assert_allclose(layer.log_prob(value), want, rtol=1e-10)
+    # The choice is part of the prior's identity and config.
+    assert prior.get_config()["bias"] == bias
+    assert type(prior).from_config(prior.get_config()) == prior
+  assert priors.spike_and_slab() == priors.spike_and_slab(bias="normal")
+  assert priors.spike_and_slab(bias="spike_and_slab") != (
+      priors.spike_and_slab())
+
+
 # ----------------------------------------------------------- fan-in scales --
 
 def _he(fan_in, fan_out):
@@ -313,6 +335,9 @@ def test_prior_equality_and_repr():
      r"`slab_prob` must be in \(0, 1\); got 0"),
     (lambda: priors.spike_and_slab(slab_prob=1.5),
      r"`slab_prob` must be in \(0, 1\); got 1.5"),
+    (lambda: priors.spike_and_slab(bias="laplace"),
+     r"spike_and_slab: `bias` must be one of \('normal', 'spike_and_slab'\); "
+     r"got 'laplace'"),
     (lambda: priors.horseshoe(0.), r"horseshoe: `global_scale` must be > 0"),
     (lambda: priors.horseshoe(bias_scale=0.), r"`bias_scale` must be > 0"),
 ])
