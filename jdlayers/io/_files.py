@@ -49,8 +49,12 @@ HEADER_FIELDS = ("format", "version", "kind")
 DEFAULT_MAX_BYTES = 1 << 30
 """Default bound on the total size of a file's arrays (1 GiB)."""
 
-# The metadata is small JSON; a larger `__meta__` is refused unread.
-MAX_META_BYTES = 64 << 20
+# The metadata is small JSON; a larger `__meta__` is refused unread. Parsed
+# JSON takes up to ~20x its text, so a `__meta__` over `_MAX_DEFLATED_META`
+# must be stored uncompressed (as `write` does): its size is then backed by
+# the file's own, never inflated from a few bytes.
+MAX_META_BYTES = 32 << 20
+_MAX_DEFLATED_META = 1 << 20
 _MAX_NPY_HEADER = 10000
 _CHUNK = 1 << 20
 # Exactly the dtypes `write` produces (native byte order).
@@ -267,6 +271,11 @@ def _read_meta(path: str, zf: zipfile.ZipFile, members: Dict[str, str],
     raise fail(path, f"corrupted metadata ({META_KEY!r} is "
                f"{list(header.shape)} {header.dtype}; expected at most "
                f"{MAX_META_BYTES:,} bytes of uint8 JSON).")
+  if (zf.getinfo(members[META_KEY]).compress_type != zipfile.ZIP_STORED
+      and header.nbytes > _MAX_DEFLATED_META):
+    raise fail(path, f"corrupted metadata ({META_KEY!r} is compressed and "
+               f"inflates to {header.nbytes:,} bytes; jdlayers stores "
+               "metadata uncompressed).")
   raw = _read_array(path, zf, members[META_KEY], header)
   try:
     meta = json.loads(raw.tobytes().decode("utf-8"))

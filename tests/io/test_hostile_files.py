@@ -151,6 +151,23 @@ def test_extra_and_non_npy_members(tmp_path):
     jdl.io.load_network(path)
 
 
+def test_metadata_is_bounded_and_never_inflated_from_a_few_bytes(tmp_path):
+  path, meta, arrays = _net_file(tmp_path)
+  rest = [H.array(k, v) for k, v in arrays.items()]
+  text = json.dumps({"format": "jdlayers", "version": 1, "kind": "network",
+                     **meta, "pad": " " * (2 << 20)}).encode()
+  head = H.npy_header((len(text),), "|u1")
+  H.write_zip(path, [H.zeros_member("__meta__.npy", head + text, 0)] + rest)
+  with pytest.raises(FileFormatError, match=r"n.jdl.npz: corrupted metadata "
+                     r"\('__meta__' is compressed and inflates to 2,097,"):
+    jdl.io.load_network(path)
+  head = H.npy_header((40 << 20,), "|u1")
+  H.write_zip(path, [H.zeros_member("__meta__.npy", head, 40)] + rest)
+  with pytest.raises(FileFormatError, match=r"expected at most 33,554,432 "
+                     "bytes of uint8 JSON"):
+    jdl.io.load_network(path)
+
+
 def test_headers_must_match_declared_sizes_and_dtypes(tmp_path):
   path, meta, arrays = _net_file(tmp_path)
   good = H.array("weights", arrays["weights"])
