@@ -65,10 +65,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-warnings.filterwarnings("ignore", message="TensorFloat-32")
+# A quiet TensorFlow start, shared with the examples; before TF is imported.
+# TF32 stays at TensorFlow's default: the benchmarks time what users get.
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "examples"))
+import _common  # noqa: E402
+
+_common.quiet_start(tf32=True)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
