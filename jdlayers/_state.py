@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator, List, Mapping, Optional, Tuple
 
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
@@ -111,6 +112,8 @@ def _leaf_parts(dist) -> Iterator[Tuple[str, str, tfd.Distribution]]:
   order of `tf.nest.flatten` of a sample); a component that is itself a joint
   distribution (a composite's child layer) contributes its own parts.
   """
+  if not tf.nest.flatten(dist.dtype):
+    return  # A parameter-free layer (Lambda, Flatten, pooling): no part.
   if not isinstance(dist, tfd.JointDistribution):
     yield _layer_desc(dist), getattr(dist, "name", "part"), dist
     return

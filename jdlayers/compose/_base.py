@@ -2,7 +2,9 @@
 
 A composite yields each child that has random parameters as a root component
 of a `tfd.JointDistributionCoroutine`; children without random parameters
-(`StaticLayer`s, plain callables) are kept as static parts of the value. Its
+(`StaticLayer`s, plain callables) are kept as static parts of the value. A
+composite of only such children is parameter-free itself: it yields them all
+(their samples have no leaves) and `log_prob` is `zeros(sample_shape)`. Its
 sample is a `CompositeLayer` holding every child's sampled layer in order;
 `tf.nest` sees through it to the children's random tensors.
 """
@@ -108,12 +110,15 @@ class Composite(_base.StatelessSeedMixin, _base.ConfigMixin,
       else:
         raise TypeError(f"{config.desc}: children must be layer distributions "
                         f"or callables; got {c!r}.")
+    if not kids:
+      raise ValueError(f"{config.desc} needs at least one layer.")
     self._children = tuple(kids)
-    self._random = tuple(i for i, c in enumerate(kids)
-                         if not _base.is_static(c))
-    if not self._random:
-      raise ValueError(f"{config.desc} has no child with random parameters; "
-                       "wrap a deterministic function in Lambda instead.")
+    # The joint's components: the children with random parameters (static
+    # children stay out of the state). A network of only static layers yields
+    # them all, as a joint needs a component; their samples have no leaves.
+    random = tuple(i for i, c in enumerate(kids) if not _base.is_static(c))
+    self._random = random or tuple(range(len(kids)))
+    self._parameter_free = not random
     self._config = config
     random_children = [kids[i] for i in self._random]
 
@@ -131,6 +136,22 @@ class Composite(_base.StatelessSeedMixin, _base.ConfigMixin,
   @property
   def config(self):
     return self._config
+
+  @property
+  def batch_shape(self):
+    if self._parameter_free:
+      # The children's shapes are leafless layers, which TFP's base property
+      # would try to read as one TensorShape.
+      return self._model_unflatten(self._batch_shape_parts())
+    return super().batch_shape
+
+  def _call_log_prob(self, value, name, **kwargs):
+    if self._parameter_free:
+      # TFP first converts `value` against `dtype`, which would drop the
+      # children's sample shape (nest metadata, no tensor); the parts keep it.
+      with self._name_and_control_scope(name):
+        return self._log_prob(value, **kwargs)
+    return super()._call_log_prob(value, name, **kwargs)
 
   def _model_unflatten(self, xs):
     layers = [c.layer if _base.is_static(c) else None for c in self._children]

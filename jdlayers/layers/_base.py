@@ -6,8 +6,8 @@ static configuration rides along as nest metadata, so
 `tf.nest.pack_sequence_as(layer, tf.nest.flatten(layer))` rebuilds it.
 
 `LayerDistribution` is a `tfd.JointDistributionCoroutine` whose samples are
-`SampledLayer`s; `StaticLayer` is the distribution-like wrapper of a layer
-without random parameters (it has nothing to sample and adds 0 to log_prob).
+`SampledLayer`s; `StaticLayer` is the distribution of a layer without random
+parameters (a point mass whose leafless samples add 0 to log_prob).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tensorflow_probability as tfp
 
 from jdlayers import _registry
 from jdlayers import _validate
-from jdlayers.layers import _values
+from jdlayers.layers import _static_support, _values
 
 tfd = tfp.distributions
 Root = tfd.JointDistributionCoroutine.Root
@@ -283,52 +283,152 @@ class LayerDistribution(StatelessSeedMixin, ConfigMixin,
                        f"{list(params)}.") from None
 
 
-class StaticLayer(ConfigMixin):
-  """Distribution-like wrapper of a layer without random parameters.
+class StaticSampledLayer(SampledLayer):
+  """A sampled parameter-free layer: no `tf.nest` leaves, no tensors.
 
-  `sample` returns the layer itself (whatever the sample shape: it has no
-  random tensors to carry one) and `log_prob` is 0. Composites recognise it
-  and never hand it to `tfd.JointDistributionCoroutine`.
+  Its sample shape (`sample_shape`) is static nest metadata, as its config
+  is: `tf.nest.flatten` gives `[]` whatever the shape, so networks and MCMC
+  state parts are unchanged, and `log_prob` can still return `zeros(S)`.
   """
 
-  def __init__(self, layer: SampledLayer, dtype=tf.float32,
-               name: Optional[str] = None):
-    self._layer = layer
-    self._dtype = tf.as_dtype(dtype)
-    self._name = name or type(self).__name__
+  __slots__ = ("_sample_shape",)
+
+  def __init__(self, params: Any = None, config: Any = None,
+               sample_shape: Optional[Sequence[int]] = None):
+    if isinstance(params, StaticSampledLayer) and sample_shape is None:
+      sample_shape = params._sample_shape
+    super().__init__(params, config)
+    if self._params:
+      raise ValueError(f"{type(self).__name__} holds no parameters; got "
+                       f"{list(self._params)}.")
+    object.__setattr__(self, "_sample_shape", tuple(sample_shape or ()))
+
+  def __tf_flatten__(self):
+    return (self._config, self._sample_shape), ()
+
+  @classmethod
+  def __tf_unflatten__(cls, metadata, components):
+    config, sample_shape = metadata
+    return cls({}, config, sample_shape)
 
   @property
-  def name(self) -> str:
-    return self._name
+  def sample_shape(self) -> tuple:
+    """The sample shape `S` it was drawn with (its `log_prob` has shape S)."""
+    return self._sample_shape
+
+  def with_sample_shape(self, sample_shape: Sequence[int]):
+    """The same layer recorded with another sample shape."""
+    return type(self)({}, self._config, tuple(sample_shape))
+
+  def __repr__(self) -> str:
+    shape = f" sample_shape={list(self._sample_shape)}" if (
+        self._sample_shape) else ""
+    return f"<{type(self).__name__} {self._config.desc}{shape}>"
+
+
+class StaticLayer(ConfigMixin, tfd.Distribution):
+  """The distribution of a layer without random parameters (a point mass).
+
+  A real `tfd.Distribution`, as the TFP anchor's `Lambda`: it can be yielded
+  in any `JointDistributionCoroutine`. `sample(S)` gives the layer recorded
+  with sample shape `S` (a `StaticSampledLayer`: no tensors, so no state
+  parts), `log_prob` of it is `zeros(S)`, and `dtype`, `batch_shape` and
+  `event_shape` are the leafless layer itself. Composites keep it out of
+  their state; a composite of only such layers is parameter-free too.
+
+  Args:
+    layer: The `StaticSampledLayer` it always samples.
+    dtype: dtype of the (zero) `log_prob`.
+    name: Name.
+    parameters: The constructor arguments (for `parameters` and `copy`).
+  """
+
+  def __init__(self, layer: StaticSampledLayer, dtype=tf.float32,
+               name: Optional[str] = None,
+               parameters: Optional[Dict[str, Any]] = None):
+    super().__init__(dtype=layer, validate_args=False, allow_nan_stats=True,
+                     reparameterization_type=tfd.FULLY_REPARAMETERIZED,
+                     parameters=dict(parameters or {}),
+                     name=name or type(self).__name__)
+    self._layer = layer
+    self._config = layer.config
+    self._lp_dtype = tf.as_dtype(dtype)
 
   @property
   def _desc(self) -> str:
-    return self._layer.config.desc
+    return self._config.desc
 
   @property
-  def dtype(self):
+  def config(self):
+    """The static configuration of the layer."""
+    return self._config
+
+  @property
+  def layer(self) -> StaticSampledLayer:
+    """The layer it samples (with sample shape `[]`)."""
+    return self._layer
+
+  # A point mass over a leafless value: its shapes are that same structure.
+  @property
+  def batch_shape(self):
+    return self._layer
+
+  def batch_shape_tensor(self, name="batch_shape_tensor"):
     return self._layer
 
   @property
-  def layer(self) -> SampledLayer:
-    """The (only) value of this distribution."""
+  def event_shape(self):
     return self._layer
 
-  def sample(self, sample_shape=(), seed=None, name=None, **kwargs):
-    """Returns the layer; `sample_shape` and `seed` are accepted and unused."""
-    del sample_shape, seed, name, kwargs
+  def event_shape_tensor(self, name="event_shape_tensor"):
     return self._layer
 
-  def log_prob(self, value=None, name=None, **kwargs):
-    """Returns 0: a deterministic layer carries no density."""
-    del value, name, kwargs
-    return tf.zeros([], self._dtype)
+  def _call_sample_n(self, sample_shape, seed, **kwargs):
+    del seed, kwargs  # Nothing random.
+    return self._layer.with_sample_shape(
+        _static_support.static_sample_shape(sample_shape, self._desc))
+
+  def _call_sample_and_log_prob(self, sample_shape, seed, **kwargs):
+    value = self._call_sample_n(sample_shape, seed)
+    return value, tf.zeros(value.sample_shape, self._lp_dtype)
+
+  def _zeros(self, value, method: str):
+    if not isinstance(value, StaticSampledLayer):
+      raise TypeError(f"{self._desc}.{method}: expects a sample of this layer "
+                      f"(`.sample(...)`); got {type(value).__name__}.")
+    return tf.zeros(value.sample_shape, self._lp_dtype)
+
+  def _call_log_prob(self, value, name, **kwargs):
+    return self._zeros(value, "log_prob")
+
+  def _call_unnormalized_log_prob(self, value, name, **kwargs):
+    return self._zeros(value, "unnormalized_log_prob")
+
+  def _call_prob(self, value, name, **kwargs):
+    return tf.ones_like(self._zeros(value, "prob"))
+
+  def _default_event_space_bijector(self):
+    return _static_support.StaticIdentity()
+
+  # See `_static_support`: lets a joint distribution containing this layer
+  # rebuild a sample of it without losing the sample shape.
+  def _get_single_sample_distributions(self, candidate_dists=None):
+    return (_static_support.SHAPE_PART,)
+
+  def _model_flatten(self, value):
+    shape = getattr(value, "sample_shape", ())
+    return (list(shape),)
+
+  def _model_unflatten(self, xs):
+    (shape,) = tuple(xs)
+    return self._layer.with_sample_shape(
+        _static_support.static_sample_shape(shape, self._desc))
 
   def __call__(self, x):
     return self._layer(x)
 
   def __repr__(self) -> str:
-    return f"<{type(self).__name__} {self._layer!r}>"
+    return f"<{type(self).__name__} {self._desc}>"
 
 
 def is_static(layer) -> bool:
@@ -336,4 +436,3 @@ def is_static(layer) -> bool:
   if isinstance(layer, StaticLayer):
     return True
   return callable(layer) and not hasattr(layer, "log_prob")
-

@@ -1,8 +1,10 @@
 """Layers without random parameters: `Lambda`, `Flatten`, pooling.
 
 They respect the sample dims: anything left of the layer's input core passes
-through untouched. Their "distribution" (a `StaticLayer`) samples the layer
-itself and adds 0 to `log_prob`; no zero-size placeholder tensor is created.
+through untouched. Each is a real `tfd.Distribution` (a `StaticLayer`, a
+point mass) usable in any joint distribution: `sample(S)` gives the layer
+recorded with sample shape `S` and `log_prob` of it is `zeros(S)`. No
+zero-size placeholder tensor is created: the sample has no `tf.nest` leaves.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class LambdaConfig:
   fn: Callable
 
 
-class LambdaLayer(_base.SampledLayer):
+class LambdaLayer(_base.StaticSampledLayer):
   """A sampled `Lambda`: calls its function."""
   __slots__ = ()
 
@@ -60,10 +62,12 @@ class Lambda(_base.StaticLayer):
     if not callable(fn):
       raise TypeError(f"Lambda: `fn` must be callable; got {fn!r}.")
     desc = f"Lambda({getattr(fn, '__name__', fn)!s})"
-    super().__init__(LambdaLayer({}, LambdaConfig(desc, fn)), dtype, name)
+    args = dict(fn=fn, dtype=tf.as_dtype(dtype), name=name,
+                output_feature_ndims=output_feature_ndims)
+    super().__init__(LambdaLayer({}, LambdaConfig(desc, fn)), dtype, name,
+                     parameters=args)
     self.output_feature_ndims = output_feature_ndims
-    self._init_args = dict(fn=fn, dtype=self._dtype, name=name,
-                           output_feature_ndims=output_feature_ndims)
+    self._init_args = args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +77,7 @@ class FlattenConfig:
   feature_ndims: Optional[int]
 
 
-class FlattenLayer(_base.SampledLayer):
+class FlattenLayer(_base.StaticSampledLayer):
   """Flattens the last `feature_ndims` dims into one."""
   __slots__ = ()
 
@@ -120,7 +124,8 @@ class Flatten(_base.StaticLayer):
                                        "Flatten")
     desc = f"Flatten(feature_ndims={feature_ndims})"
     super().__init__(FlattenLayer({}, FlattenConfig(desc, feature_ndims)),
-                     name=name)
+                     name=name, parameters=dict(feature_ndims=feature_ndims,
+                                                name=name))
     self.feature_ndims = feature_ndims
     self.output_feature_ndims = 1
     self._init_args = dict(feature_ndims=feature_ndims, name=name)
@@ -138,7 +143,7 @@ class PoolConfig:
   data_format: str
 
 
-class PoolLayer(_base.SampledLayer):
+class PoolLayer(_base.StaticSampledLayer):
   """Max/average pooling over the spatial dims."""
   __slots__ = ()
 
@@ -192,7 +197,10 @@ class Pool(_base.StaticLayer):
                         ops.normalize_padding(padding, rank, desc, False),
                         mode.upper(), ops.normalize_data_format(data_format,
                                                                 desc))
-    super().__init__(PoolLayer({}, config), name=name or cls)
+    super().__init__(PoolLayer({}, config), name=name or cls,
+                     parameters=dict(pool_size=pool_size, strides=strides,
+                                     padding=padding, data_format=data_format,
+                                     rank=rank, mode=mode, name=name))
     self.output_feature_ndims = rank + 1
     self._init_args = dict(pool_size=pool_size, strides=strides,
                            padding=config.padding,

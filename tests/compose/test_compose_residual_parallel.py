@@ -139,8 +139,10 @@ def test_parallel_argument_errors():
     jdl.Parallel(jdl.Affine(2, 2), axis=1)
   with pytest.raises(ValueError, match="at least one branch"):
     jdl.Parallel()
-  with pytest.raises(ValueError, match="no child with random parameters"):
-    jdl.Parallel(tf.nn.relu, tf.nn.tanh)
+  # Parameter-free branches make a parameter-free block, not an error.
+  block = jdl.Parallel(tf.nn.relu, tf.nn.tanh)
+  value = block.sample(2, seed=0)
+  assert tf.nest.flatten(value) == [] and block.log_prob(value).shape == [2]
 
 
 def test_parallel_concat_incompatible_branches_raise():

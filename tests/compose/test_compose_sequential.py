@@ -191,9 +191,15 @@ def test_sequential_wraps_callables_in_lambda():
   assert value.layers[1].fn is tf.nn.relu
 
 
-def test_sequential_of_only_static_layers_raises():
-  with pytest.raises(ValueError, match="no child with random parameters"):
-    jdl.Sequential(tf.nn.relu, jdl.Flatten(2))
+def test_sequential_of_only_static_layers_is_parameter_free():
+  # As the anchor's Sequential of Lambdas: a point mass, no state parts.
+  dist = jdl.Sequential(tf.nn.relu, jdl.Flatten(2))
+  value = dist.sample(3, seed=0)
+  assert tf.nest.flatten(value) == []
+  assert dist.log_prob(value).shape == [3]
+  np.testing.assert_array_equal(value(tf.constant([[[-1., 2.]]])), [[0., 2.]])
+  with pytest.raises(ValueError, match=r"Sequential\(0 layers\) needs at least"):
+    jdl.Sequential()
 
 
 def test_sequential_rejects_non_callable_child():
