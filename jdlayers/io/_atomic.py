@@ -9,7 +9,9 @@ that pattern for that target, and only when the process that wrote them is
 gone (no process has its PID, or the one that has it started after the file
 was last written, i.e. the PID was reused). A live writer's file is never
 touched. `remove_stale_temporaries` does the same on demand (e.g. when a run
-resumes from a checkpoint).
+resumes from a checkpoint). Liveness is judged by PID on this machine: on a
+directory shared between machines or PID namespaces, another host's live
+writer may look dead (its save then fails loudly; nothing is lost).
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ def _process_start_time(pid: int) -> Optional[float]:
 
 def _writer_gone(pid: int, mtime: float) -> bool:
   """True if the process that wrote a temporary file at `mtime` has ended."""
-  if pid == os.getpid() or pid <= 0:
-    return False  # ours (perhaps another thread's write in progress)
+  if pid == os.getpid() or pid <= 0 or os.name != "posix":
+    # Ours (perhaps another thread's write in progress); elsewhere than
+    # POSIX, os.kill(pid, 0) would not probe but terminate: keep the file.
+    return False
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
