@@ -10,10 +10,14 @@ POINT_MASS = dict(kernel_posterior_fn=vi.point_mass(),
                   bias_posterior_fn=vi.point_mass())
 
 
-def keras_twin(case, use_keras_dtype=True):
+def keras_twin(case, use_keras_dtype=True, explicit_dilation=False):
   """The Keras 3 layer matching a `jdlayers.testing` conv case (always
   channels_last: Keras' channels_first CPU kernels are partial), the
-  matching `jdlayers.keras` class and its keyword arguments."""
+  matching `jdlayers.keras` class and its keyword arguments.
+
+  `explicit_dilation`: the Keras layer gets dilation 1 and the dilated
+  kernel size, for kernels with the dilation's zeros written in (TF's CPU
+  kernels have no dilated transposed convolution; see `dilate_kernel`)."""
   kw = case.kwargs
   rank = kw["rank"]
   transpose = case.kind == "conv_transpose"
@@ -25,8 +29,13 @@ def keras_twin(case, use_keras_dtype=True):
     args["output_padding"] = kw["output_padding"]
   name = f"Conv{rank}D" + ("Transpose" if transpose else "")
   dtype = case.dtype.name if use_keras_dtype else "float32"
-  ref = getattr(keras.layers, name)(
-      dtype=dtype, **dict(args, data_format="channels_last"))
+  ref_args = dict(args, data_format="channels_last")
+  if explicit_dilation:
+    size = np.broadcast_to(kw["size"], (rank,))
+    dil = np.broadcast_to(kw["dilations"], (rank,))
+    ref_args.update(dilation_rate=1, kernel_size=tuple(
+        int((k - 1) * d + 1) for k, d in zip(size, dil)))
+  ref = getattr(keras.layers, name)(dtype=dtype, **ref_args)
   return ref, getattr(jdk, name), args
 
 
@@ -36,6 +45,16 @@ def apply_channels_last(layer, x, data_format, rank):
     return np.asarray(layer(x))
   y = np.asarray(layer(np.moveaxis(x, 1, -1)))
   return np.moveaxis(y, -1, 1)
+
+
+def dilate_kernel(kernel, dilations):
+  """`kernel` `[*k, ...]` with the dilation's zeros written in:
+  `[*((k - 1) * d + 1), ...]`, the same operator at dilation 1."""
+  rank = len(dilations)
+  shape = [(k - 1) * d + 1 for k, d in zip(kernel.shape[:rank], dilations)]
+  out = np.zeros(shape + list(kernel.shape[rank:]), kernel.dtype)
+  out[tuple(slice(None, None, d) for d in dilations)] = kernel
+  return out
 
 
 def channels_last_shape(shape, data_format):
