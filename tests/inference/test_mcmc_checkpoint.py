@@ -10,6 +10,7 @@ one is refused naming the file, and chunks end on checkpoint steps.
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -403,3 +404,174 @@ def test_windowed_adaptation_resumes_exactly(tmp_path):
   assert _checkpoint_step(path) == 60
   _assert_same_run(jdl.mcmc.sample(_model(), x, y, checkpoint=path,
                                    resume=True, checkpoint_every=30, **kw), ref)
+
+
+# -- segments ----------------------------------------------------------------
+
+def _segments(directory):
+  return sorted(n for n in os.listdir(directory)
+                if n.endswith(_checkpoint.SUFFIX))
+
+
+def test_each_checkpoint_writes_only_the_new_steps(tmp_path, reference):
+  path = str(tmp_path / "run.jdl.npz")
+  sampler = _sampler(path)
+  sizes = []
+  sampler.run(progress=lambda info: info["step"] % 10 or sizes.append(
+      (os.path.getsize(path), _segments(tmp_path))))
+  # One segment per checkpoint, named by the run and its steps; the manifest
+  # stays small (state and kernel results only).
+  names = _segments(tmp_path)
+  run_id = names[0].split(".")[3]
+  assert names == [f"run.jdl.npz.{run_id}.{a}-{a + 10}{_checkpoint.SUFFIX}"
+                   for a in (0, 10, 20, 30)]
+  assert [len(s) for _, s in sizes] == [1, 2, 3, 4]
+  growth = np.diff([size for size, _ in sizes])   # only the segment list
+  assert (growth < 100).all(), growth
+  meta, arrays = _files.read(str(tmp_path / names[2]),
+                             "mcmc_checkpoint_segment")
+  assert (meta["start"], meta["stop"], meta["num_draws"]) == (20, 30, 10)
+  np.testing.assert_array_equal(arrays["draws_0"], reference.states[0][:10])
+  _assert_same_run(sampler.result(), reference)
+
+
+def test_a_missing_or_foreign_segment_is_refused(partial, tmp_path):
+  path = str(tmp_path / "partial.jdl.npz")
+  with open(path, "wb") as f:
+    f.write(partial[1])
+  with pytest.raises(_files.FileFormatError, match=r"partial\.jdl\.npz: its "
+                     r"segment file .*0-10\.seg\.jdl\.npz.* is missing"):
+    _sampler(path, resume=True)
+  _copy_segments(partial[0], str(tmp_path))
+  name = _segments(tmp_path)[0]
+  meta, arrays = _files.read(str(tmp_path / name), "mcmc_checkpoint_segment")
+  for k in ("format", "version", "kind"):
+    meta.pop(k)
+  meta["run_id"] = "0" * 12
+  _files.write(str(tmp_path / name), "mcmc_checkpoint_segment", meta, arrays,
+               overwrite=True)
+  with pytest.raises(_files.FileFormatError, match="not the segment 0..10 of "
+                     "run"):
+    _sampler(path, resume=True)
+
+
+@pytest.mark.parametrize("segments, match", [
+    ([["../../etc/x.seg.jdl.npz", 0, 10]], "is not one of this checkpoint's"),
+    ([["a", 0, 5], ["b", 5, 10]], "is not one of this checkpoint's"),
+    ([["a", 0, 10 ** 12]], "the segments cover steps 0..1000000000000, not "
+     "0..10"),
+    ([["a", 0, 10]] * 10 ** 5, "the segments cover steps 0..10, not 0..10|"
+     "cover steps"),
+])
+def test_crafted_segment_lists_are_refused(partial, tmp_path, segments, match):
+  path = str(tmp_path / "bad.jdl.npz")
+  _tamper(partial[0], path, segments=segments)
+  with pytest.raises(_files.FileFormatError, match="bad.jdl.npz: ") as info:
+    _sampler(path, resume=True)
+  assert info.match(match)
+
+
+BOMBS = textwrap.dedent("""
+    import json, os, resource, sys, time
+    import numpy as np
+    sys.path.insert(0, os.path.dirname(TEST))
+    import test_mcmc_checkpoint as t
+    from jdlayers.io import _files
+
+    src = os.path.join(sys.argv[1], "src.jdl.npz")
+    t._sampler(src).run(13, progress=False)
+    crafted = {}
+    for name, change in (("kr", dict(num_kernel_results=10 ** 7)),
+                         ("parts", dict(num_state_parts=10 ** 7)),
+                         ("steps", dict(step=10 ** 9, total_steps=10 ** 9,
+                                        segments=[["x", 0, 10 ** 9]]))):
+      crafted[name] = os.path.join(sys.argv[1], name + ".jdl.npz")
+      t._tamper(src, crafted[name], **change)
+    with open("/proc/self/status") as f:
+      data_kb = int([l for l in f if l.startswith("VmData")][0].split()[1])
+    limit = data_kb * 1024 + (256 << 20)   # 256 MB above what is in use
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    out = {}
+    for name, path in crafted.items():
+      t0 = time.perf_counter()
+      try:
+        t._sampler(path, resume=True)
+        out[name] = "loaded"
+      except _files.FileFormatError as e:
+        out[name] = str(e)
+      except MemoryError:
+        out[name] = "MemoryError"
+      out[name + "_s"] = time.perf_counter() - t0
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_crafted_counts_fail_fast_under_a_memory_limit(tmp_path):
+  """`num_kernel_results = 10**7` once built 10**7 names (+961 MB)."""
+  script = tmp_path / "bombs.py"
+  script.write_text(f"TEST = {__file__!r}\n" + BOMBS)
+  proc = subprocess.run([sys.executable, str(script), str(tmp_path)],
+                        capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                        check=False)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+  out = json.loads(lines[0][len("RESULT "):])
+  for name in ("kr", "parts"):
+    assert re.search(name + r"\.jdl\.npz: the metadata implies 10,?000,?0\d\d "
+                     r"arrays but the file holds \d\d\.$", out[name]), out[name]
+  assert re.search(r"steps\.jdl\.npz: step 1000000000 is outside this run's "
+                   r"0\.\.40\.$", out["steps"]), out["steps"]
+  assert max(out[k + "_s"] for k in ("kr", "parts", "steps")) < 5
+
+
+KILL_IN_WRITE = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, os.path.dirname(TEST))
+    import test_mcmc_checkpoint as t
+    from jdlayers.io import _files
+
+    path, where = sys.argv[1:3]
+    real = _files.atomic_write_bytes
+
+    def write(target, data, **kw):
+      if target.endswith(".20-30" + t._checkpoint.SUFFIX):
+        if where == "segment":  # half the bytes on disk, then SIGKILL
+          tmp = os.path.join(os.path.dirname(target),
+                             "." + os.path.basename(target) + ".partial")
+          with open(tmp, "wb") as f:
+            f.write(data[:len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+          os.kill(os.getpid(), signal.SIGKILL)
+        real(target, data, **kw)   # the whole segment: killed before the
+        os.kill(os.getpid(), signal.SIGKILL)   # manifest names it
+      return real(target, data, **kw)
+
+    _files.atomic_write_bytes = write
+    t._sampler(path).run(progress=False)
+""")
+
+
+def test_sigkill_during_a_segment_write_resumes_exactly(tmp_path, reference):
+  script = tmp_path / "kill.py"
+  script.write_text(f"TEST = {__file__!r}\n" + KILL_IN_WRITE)
+  procs = {}
+  for where in ("segment", "manifest"):
+    (tmp_path / where).mkdir()
+    procs[where] = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / where / "r.jdl.npz"),
+         where], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  for where, proc in procs.items():
+    out = proc.communicate(timeout=300)[0].decode(errors="replace")
+    assert proc.returncode == -signal.SIGKILL, out[-3000:]
+    path = str(tmp_path / where / "r.jdl.npz")
+    assert _checkpoint_step(path) == 20
+    left = _segments(tmp_path / where)
+    assert any(".20-30" in n for n in left) == (where == "manifest")
+    sampler = _sampler(path, resume=True)
+    # The orphaned whole segment (never named by a manifest) is removed.
+    assert len(_segments(tmp_path / where)) == 2
+    assert sampler.resumed_from == 20
+    _assert_same_run(sampler.run(progress=False).result(), reference)
