@@ -64,10 +64,8 @@ class Posterior:
     self._latent_names = tuple(model.likelihood.latents)
     self.part_names: List[str] = (_part_names(self._structure) +
                                   list(self._latent_names))
-    self.bijectors: List[tfb.Bijector] = (
-        _state.event_space_bijectors(model.network) +
-        [p.experimental_default_event_space_bijector()
-         for p in model.likelihood.latents.values()])
+    self.bijectors: List[tfb.Bijector] = _state.state_bijectors(
+        model.network, model.likelihood.latents)
 
   # -- structure ----------------------------------------------------------
   def unpack(self, parts: Sequence) -> Tuple[object, Dict[str, tf.Tensor]]:

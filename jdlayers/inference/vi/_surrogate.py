@@ -36,6 +36,11 @@ _ROLES = {"weights": "kernel", "kernel": "kernel", "bias": "bias"}
 class Surrogate(tf.Module):
   """Trainable variational posterior over a network (and its model's latents).
 
+  It builds in every mode TF runs: eagerly, inside a `tf.function` (on the
+  trace that may create variables), or in a TF1 `tf.Graph` (initialise its
+  variables with `tf.compat.v1.global_variables_initializer()`); the same
+  `seed` gives the same initial values in each.
+
   Args:
     target: A `jdlayers.models.Model` (network plus likelihood latents) or a
       bare layer/network distribution.
