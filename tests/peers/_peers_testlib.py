@@ -24,9 +24,14 @@ tfd = tfp.distributions
 
 # TFP's `test_all_tf_execution_regimes`: graph, eager, eager without tf.function.
 ALL_REGIMES = ("graph", "eager", "eager_no_tf_function")
-# TFP's end-to-end training tests skip graph mode; of the two eager regimes
-# they run under the one users run (tf.function on), to keep the suite fast.
+# TFP's end-to-end training tests and the Keras tests skip graph mode (Keras
+# 3 has none); of the two eager regimes they run under one, to keep the suite
+# fast: Keras layers in "eager" (Keras compiles its own train step), and
+# the `vi.fit` loops of tfp.experimental.nn's tests (`FIT_REGIMES`) without
+# tf.function, which spares tracing a training step per test (tests/vi
+# covers the compiled step).
 EAGER_REGIMES = ("eager",)
+FIT_REGIMES = ("eager_no_tf_function",)
 
 
 class Regime:
@@ -165,9 +170,16 @@ class MockDistribution(tfd.Independent):
     self.called_log_prob()
     return self.result_log_prob
 
-  def sample(self, *args, **kwargs):
+  def sample(self, sample_shape=(), *args, **kwargs):
+    # TFP's mock returns `result_sample` for any sample shape (its layers
+    # only draw one value); jdlayers also draws the prior to learn the
+    # network's structure, so other sample shapes get `result_sample` tiled.
     self.called_sample()
-    return self.result_sample
+    sample_shape = list(tf.TensorShape(sample_shape))
+    if not sample_shape:
+      return self.result_sample
+    return tf.broadcast_to(self.result_sample,
+                           sample_shape + list(self.result_sample.shape))
 
   @property
   def loc(self):
@@ -231,7 +243,7 @@ def keras_layer_test(cls, kwargs, input_shape):
   inputs = keras.Input(batch_shape=input_shape)
   outputs = cls(**kwargs)(inputs)
   model = keras.Model(inputs, outputs)
-  assert tuple(model.predict(x, verbose=0).shape) == tuple(y.shape)
+  assert tuple(model(x).shape) == tuple(y.shape)
   config = layer.get_config()
   again = type(layer).from_config(config)
   assert again.get_config() == config

@@ -25,14 +25,14 @@ import tensorflow_probability as tfp
 
 import jdlayers as jdl
 
-from _peers_testlib import (ALL_REGIMES, EAGER_REGIMES, broadcast_shape,
+from _peers_testlib import (ALL_REGIMES, FIT_REGIMES, broadcast_shape,
                             nn_prior, regime_fixture, run_bnn_fit)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
 regime = regime_fixture(ALL_REGIMES)
-eager_regime = regime_fixture(EAGER_REGIMES)
+eager_regime = regime_fixture(FIT_REGIMES)
 
 
 def run_bnn_test(estimator):
@@ -133,7 +133,8 @@ def test_AffineTest_test_works_correctly(regime, input_size, output_size,
 
 # -- Affine{VariationalReparameterization, VariationalFlipout,
 #    VariationalReparameterizationLocal}Test ---------------------------------
-# TFP skips these in graph mode ("we simulate user behavior"): eager only.
+# TFP skips these in graph mode ("we simulate user behavior"): eager only
+# (see FIT_REGIMES).
 
 def test_AffineVariationalReparameterizationTest_test_works_correctly(
     eager_regime):

@@ -24,14 +24,14 @@ import tensorflow_probability as tfp
 
 import jdlayers as jdl
 
-from _peers_testlib import (ALL_REGIMES, EAGER_REGIMES, nn_prior,
+from _peers_testlib import (ALL_REGIMES, FIT_REGIMES, nn_prior,
                             regime_fixture, run_bnn_fit)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
 regime = regime_fixture(ALL_REGIMES)
-eager_regime = regime_fixture(EAGER_REGIMES)
+eager_regime = regime_fixture(FIT_REGIMES)
 
 
 def run_bnn_test(estimator):
@@ -98,7 +98,8 @@ def test_ConvolutionTest_test_bayesian_conv(regime):
 
 
 # -- ConvolutionVariationalReparameterizationTest / ConvolutionVariationalFlipoutTest --------
-# TFP skips these in graph mode ("we simulate user behavior"): eager only.
+# TFP skips these in graph mode ("we simulate user behavior"): eager only
+# (see FIT_REGIMES).
 
 def test_ConvolutionVariationalReparameterizationTest_test_works_correctly(eager_regime):
   run_bnn_test("reparam")

@@ -22,12 +22,12 @@ import tensorflow_probability as tfp
 
 import jdlayers as jdl
 
-from _peers_testlib import EAGER_REGIMES, nn_prior, regime_fixture, run_bnn_fit
+from _peers_testlib import FIT_REGIMES, nn_prior, regime_fixture, run_bnn_fit
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-eager_regime = regime_fixture(EAGER_REGIMES)
+eager_regime = regime_fixture(FIT_REGIMES)
 
 
 def run_bnn_test(estimator):
@@ -72,7 +72,8 @@ def test_ConvolutionTransposeTest_test_works_correctly():
               "(`pass`).")
 
 
-# TFP skips these in graph mode ("we simulate user behavior"): eager only.
+# TFP skips these in graph mode ("we simulate user behavior"): eager only
+# (see FIT_REGIMES).
 
 def test_ConvolutionTransposeVariationalReparameterizationTest_test_works_correctly(  # pylint: disable=line-too-long
     eager_regime):
