@@ -122,7 +122,9 @@ def _leaf_parts(dist) -> Iterator[Tuple[str, str, tfd.Distribution]]:
   components = dist._get_single_sample_distributions()  # pylint: disable=protected-access
   names = dist._flat_resolve_names()  # pylint: disable=protected-access
   for name, comp in zip(names, components):
-    if isinstance(comp, tfd.JointDistribution):
+    # A child layer contributes its own parts (none for a parameter-free one).
+    if isinstance(comp, tfd.JointDistribution) or not tf.nest.flatten(
+        comp.dtype):
       yield from _leaf_parts(comp)
     else:
       yield _layer_desc(dist), name, comp
