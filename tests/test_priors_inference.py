@@ -225,3 +225,24 @@ def test_with_support_keeps_the_density_and_checks_its_argument():
   assert d.event_shape == [4] and d.batch_shape == []
   with pytest.raises(TypeError, match="`support` must be a tfp.bijectors"):
     priors.with_support(_mixture(), "identity")
+
+
+def test_declared_supports_inside_a_users_joint_distribution():
+  # A layer is a distribution like any other: yielded in a user's own JDC,
+  # its declared supports reach TFP's default joint bijector and ours.
+  def model():
+    yield Root(jdl.Affine(2, 3, prior=priors.spike_and_slab(
+        bias="spike_and_slab")))
+    yield Root(jdl.Lambda(tf.square))  # no parameters: no state part
+    yield Root(tfd.HalfNormal(1., name="noise"))
+
+  jd = tfd.JointDistributionCoroutine(model)
+  value = jd.sample(2, seed=(0, 1))
+  parts = tf.nest.flatten(value)
+  bijectors = jdl.event_space_bijectors(jd)
+  assert len(bijectors) == len(parts) == 3
+  assert np.all(bijectors[2].forward(tf.constant([-3., 3.])) > 0)
+  tfp_bijector = jd.experimental_default_event_space_bijector()
+  roundtrip = tfp_bijector.forward(tfp_bijector.inverse(value))
+  for a, b in zip(tf.nest.flatten(roundtrip), parts):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
