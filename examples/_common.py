@@ -30,10 +30,10 @@ def quiet_start(tf32: bool = False):
   Call it before anything else imports TensorFlow. It sets
   `TF_CPP_MIN_LOG_LEVEL=3` (which hides native ERROR lines such as the
   CPU-only machine's "failed call to cuInit") unless the user set a level,
-  and drops the INFO lines the native libraries print while loading, which no
-  environment variable reaches. Every other line printed during the import
-  (a real warning or error) is passed on. A user who sets
-  `TF_CPP_MIN_LOG_LEVEL` gets every line unfiltered.
+  and drops the INFO lines the native libraries print while loading, which
+  the level does not reach, whenever the level hides INFO (1 or more). Every
+  other line printed during the import (a real warning or error) is passed
+  on. With `TF_CPP_MIN_LOG_LEVEL=0` nothing is filtered.
 
   Args:
     tf32: whether to keep TensorFloat-32 matmuls on Ampere+ GPUs. Off by
@@ -44,10 +44,10 @@ def quiet_start(tf32: bool = False):
   Returns:
     The `tensorflow` module.
   """
-  if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-    # Too late to filter the load, or the user chose their own log level.
+  level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  if "tensorflow" in sys.modules or level.strip() in ("", "0"):
+    # Too late to filter the load, or the user asked for INFO lines.
     return _import_tf(tf32)
-  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
   sys.stderr.flush()
   saved = os.dup(2)
   ok = False

@@ -86,7 +86,9 @@ def plot(x_train, y_train, x_test, y_test, grid, pred, path) -> None:
   ax.axvspan(*GAP, color="0.9", zorder=0, label="no training data")
   ax.set_xlabel("x")
   ax.set_ylabel("y")
-  ax.legend(fontsize=8, frameon=False, loc="upper left")
+  # Below the axes: inside, it covered data points.
+  fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center",
+             ncol=3, fontsize=8, frameon=False)
   ax.set_title("BNN posterior predictive, HMC over all weights", fontsize=11)
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -43,12 +43,23 @@ def test_prior_predictive_never_overwrites_without_flag(tmp_path):
   assert demo.free_path(tmp_path, True) == tmp_path / "prior_predictive.png"
 
 
-def _run_example(name, tmp_path, *args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+# What a CPU-only machine printed on every run before examples/_common.py's
+# quiet_start: native load INFO lines, cuInit errors, TFP's TF32 warning.
+NOISE = ("absl::InitializeLog", "I0000", "E0000", "cuInit", "TensorFloat-32",
+         "WARNING:absl")
+
+
+def _run_example(name, tmp_path, *args, env_update=None):
+  # As a user runs it: no TF_CPP_MIN_LOG_LEVEL (conftest sets one for us).
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  env.update(MPLBACKEND="Agg", **(env_update or {}))
   proc = subprocess.run(
       [sys.executable, str(EXAMPLES / f"{name}.py"), "--smoke", *args],
       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  # The examples start quietly: stderr holds only the samplers' progress.
+  noisy = [l for l in proc.stderr.splitlines() if any(n in l for n in NOISE)]
+  assert not noisy, noisy
   return proc.stdout
 
 
@@ -57,7 +68,10 @@ def test_hmc_regression_smoke_writes_png_and_metrics(tmp_path):
   stdout = _run_example("hmc_regression", tmp_path, "--out", str(out))
   png = out / "hmc_regression.png"
   assert png.read_bytes()[:8] == PNG_MAGIC
-  for needle in ("rhat", "ess_bulk", "test RMSE", "test NLL", f"wrote {png}"):
+  for needle in ("compiling the sampler", "rhat", "ess_bulk",
+                 "Convergence, judged on the function",
+                 "inside the training data", "in the gap without data",
+                 "held-out points", "test RMSE", "test NLL", f"wrote {png}"):
     assert needle in stdout
   # A rerun keeps the user's figure and writes a numbered one.
   stdout = _run_example("hmc_regression", tmp_path, "--out", str(out))
@@ -66,9 +80,24 @@ def test_hmc_regression_smoke_writes_png_and_metrics(tmp_path):
 
 def test_hmc_diabetes_smoke_reports_baseline_and_bnn(tmp_path):
   pytest.importorskip("sklearn")
-  stdout = _run_example("hmc_diabetes", tmp_path)
+  out = tmp_path / "figs"
+  out.mkdir()
+  (out / "hmc_diabetes.png").write_bytes(b"user data")
+  stdout = _run_example("hmc_diabetes", tmp_path, "--out", str(out))
   assert "linear regression (OLS predictive)" in stdout
   assert "BNN, NUTS" in stdout and "test NLL" in stdout
+  # The user's file is kept; the figure gets a numbered name.
+  assert (out / "hmc_diabetes.png").read_bytes() == b"user data"
+  png = out / "hmc_diabetes-1.png"
+  assert png.read_bytes()[:8] == PNG_MAGIC and f"wrote {png}" in stdout
+
+
+def test_binomial_band_of_hmc_regression():
+  demo = _load("hmc_regression")
+  # Binomial(80, 0.9): P(X < 62) and P(X > 79) are each below 0.0005, and
+  # the band is the tightest such: P(X < 63), P(X > 78) exceed it.
+  lo, hi = demo.binomial_band(80, 0.9)
+  assert (lo, hi) == (62 / 80, 79 / 80)
 
 
 

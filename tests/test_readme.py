@@ -26,9 +26,12 @@ BLOCK_CPU_SECONDS = 60
 def _blocks():
   text = README.read_text(encoding="utf-8")
   out = []
-  for m in FENCE.finditer(text):
-    line = text.count("\n", 0, m.start()) + 1
-    out.append(pytest.param(m.group(1), id=f"line{line}",
+  for i, m in enumerate(FENCE.finditer(text)):
+    # Named by the heading or bold lead-in above it ("3-MCMC"): line numbers
+    # move whenever the README grows.
+    above = re.findall(r"^(?:#+ |\*\*)([^*\n(]+)", text[:m.start()], re.M)
+    name = re.sub(r"\W+", "-", above[-1].strip()).strip("-") if above else ""
+    out.append(pytest.param(m.group(1), id=f"{i}-{name}",
                             marks=_skip_mark(m.group(1))))
   return out
 
