@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo demo-prior demo-vi demo-keras bench-vi test test-slow sbc bench bench-hmc clean
 
 $(STAMP): pyproject.toml
-	@echo "Creating $(VENV) and installing jdlayers with its test, demo and arviz extras (once; 1-3 min, mostly TensorFlow)..."
+	@echo "Creating $(VENV) and installing jdlayers with its test, demo and arviz extras (once; a few minutes, mostly TensorFlow)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test,demo,arviz]"
