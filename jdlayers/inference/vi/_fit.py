@@ -125,10 +125,17 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   run_seed = tf.convert_to_tensor(stateless_seed(seed), tf.int32)
 
   def run(xs, ys, masks, step0):
-    """`T` training steps in one compiled loop; returns `[T, 3]` terms."""
+    """Up to `T` training steps in one compiled loop.
+
+    A step whose loss terms or gradients are not finite is not applied and
+    ends the loop, so the variables (and optimizer state) keep the last
+    finite values. Returns the `[T, 3]` terms (rows past the steps done are
+    0), the steps done (the last one the bad one, if any) and `[V]` flags of
+    the variables whose gradient was not finite at the last step.
+    """
     num = tf.shape(masks)[0]
 
-    def body(i, out):
+    def body(i, stop, out, bad_grads):
       with tf.GradientTape() as tape:
         terms = elbo_terms(
             surrogate, xs[i], ys[i], num_examples=n, estimator=estimator,
@@ -137,12 +144,24 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
                                                           step0 + i),
             analytic_kl=analytic_kl, kl_weight=kl_weight, mask=masks[i])
       grads = tape.gradient(terms.loss, variables)
-      optimizer.apply_gradients(zip(grads, variables))
-      return i + 1, out.write(i, tf.stack(list(terms)))
+      row = tf.stack(list(terms))
+      bad_grads = tf.stack([
+          tf.constant(False) if g is None else
+          ~tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+      ok = tf.reduce_all(tf.math.is_finite(row)) & ~tf.reduce_any(bad_grads)
 
-    ta = tf.TensorArray(surrogate.dtype, size=num)
-    _, ta = tf.while_loop(lambda i, _: i < num, body, (tf.constant(0), ta))
-    return ta.stack()
+      def apply():
+        optimizer.apply_gradients(zip(grads, variables))
+        return tf.constant(0)
+      tf.cond(ok, apply, lambda: tf.constant(0))
+      return i + 1, ~ok, out.write(i, row), bad_grads
+
+    ta = tf.TensorArray(surrogate.dtype, size=num, element_shape=[3])
+    done, _, ta, bad_grads = tf.while_loop(
+        lambda i, stop, *_: (i < num) & ~stop, body,
+        (tf.constant(0), tf.constant(False), ta,
+         tf.zeros([len(variables)], tf.bool)))
+    return ta.stack(), done, bad_grads
 
   if jit_compile is None:
     jit_compile = bool(tf.config.list_physical_devices("GPU"))
@@ -152,17 +171,26 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   bar = _ProgressBar(progress, epochs)
   t = len(history.step_loss)
   pending, elapsed = [], 0.
+  saved = variables + list(getattr(optimizer, "variables", []))
+  epochs_done = 0
   for block in feed.blocks():
     t0 = time.perf_counter()
-    terms = run(*block.tensors, tf.constant(t, tf.int32)).numpy()
+    # Device-side copies (no transfer): the fallback if an update itself
+    # overflows a parameter, which the in-loop check cannot undo.
+    snapshot = [tf.identity(v) for v in saved]
+    terms, done, bad_grads = run(*block.tensors, tf.constant(t, tf.int32))
+    terms, done = terms.numpy()[:int(done)], int(done)
     elapsed += time.perf_counter() - t0
-    bad = ~np.isfinite(terms[:, 0])
-    if bad.any():
-      at = int(np.argmax(bad))
-      raise FloatingPointError(
-          f"vi.fit: the loss became {terms[at, 0]} at step {t + at}; lower "
-          "the learning rate or check the data and priors.")
+    failed = None
+    if not np.isfinite(terms).all() or bad_grads.numpy().any():
+      # Record the epochs completed before the bad step, then raise.
+      ended = [e for e in block.ends if e <= done - 1]
+      in_epoch = (done - 1 - ended[-1] if ended else
+                  sum(len(p) for p in pending) + done - 1)
+      failed = (t, epochs_done + len(ended), in_epoch)
+      block = _Block(block.tensors, block.epochs[:len(ended)], ended)
     t += len(terms)
+    epochs_done += len(block.epochs)
     prev = 0
     seconds = elapsed / max(1, len(block.epochs))
     for epoch, end in zip(block.epochs, block.ends):
@@ -175,12 +203,52 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
       history.kl.append(float(kl))
       history.seconds.append(seconds)
       bar.epoch(epoch, dict(loss=loss, nll=nll, kl=kl, seconds=seconds))
+    if failed is not None:
+      bar.close()
+      surrogate.history = history  # the epochs completed, for inspection
+      _raise_non_finite(terms, bad_grads.numpy(), variables, saved, snapshot,
+                        failed[0], failed[1], epochs, failed[2])
     if block.epochs:
       elapsed = 0.
     pending.append(terms[prev:])
   bar.close()
   surrogate.history = history
   return surrogate
+
+
+def _raise_non_finite(terms, bad_grads, variables, saved, snapshot, t,
+                      epoch, epochs, in_epoch):
+  """Explains the last row of `terms` (the bad step); restores if needed."""
+  at = len(terms) - 1
+  loss, nll, kl = terms[at]
+  what = [f"the {name} was {v}" for name, v in
+          (("NLL (mean negative log-likelihood)", nll), ("KL", kl))
+          if not np.isfinite(v)]
+  if not what and not np.isfinite(loss):
+    what.append(f"the loss was {loss} (NLL {nll}, KL {kl})")
+  names = [v.name.split(":")[0] for v, b in zip(variables, bad_grads) if b]
+  if names:
+    what.append(f"the gradient of the loss was not finite for "
+                f"{_listed(names)}")
+  where = (f"at step {t + at} (epoch {epoch + 1} of {epochs}, step "
+           f"{in_epoch + 1} of the epoch)")
+  if all(np.isfinite(v.numpy()).all() for v in variables):
+    kept = ("the surrogate keeps its parameters and optimizer state from "
+            "before that step (the last finite ones)")
+  else:  # an update overflowed: back to the start of the compiled block
+    for v, old in zip(saved, snapshot):
+      v.assign(old)
+    kept = (f"an update made parameters non-finite, so the surrogate was "
+            f"restored to its parameters and optimizer state at step {t}")
+  raise FloatingPointError(
+      f"vi.fit: training went non-finite {where}: " + "; ".join(what)
+      + f". Nothing non-finite was kept: {kept}. Lower the learning rate, or "
+      "check the data (scale, NaN) and the priors.")
+
+
+def _listed(names) -> str:
+  return str(names) if len(names) <= 6 else f"{names[:6]} and " \
+      f"{len(names) - 6} more"
 
 
 @dataclasses.dataclass
