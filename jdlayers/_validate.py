@@ -184,9 +184,7 @@ def sample_shape(value, where: str) -> Any:
     dtype = tf.as_dtype(value.dtype)
     if not dtype.is_integer:
       raise TypeError(f"{msg} (dtype {dtype.name}).")
-    rank = (value.shape.rank or 0 if isinstance(value, (tf.Tensor,
-                                                        tf.Variable))
-            else np.ndim(value))
+    rank = tf.TensorShape(value.shape).rank or 0
     if rank > 1:
       raise ValueError(f"{msg} (rank {rank}).")
     static = (tf.get_static_value(value) if isinstance(value, tf.Tensor)
