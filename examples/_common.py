@@ -33,7 +33,8 @@ def quiet_start(tf32: bool = False):
   and drops the INFO lines the native libraries print while loading, which
   the level does not reach, whenever the level hides INFO (1 or more). Every
   other line printed during the import (a real warning or error) is passed
-  on. With `TF_CPP_MIN_LOG_LEVEL=0` nothing is filtered.
+  on. With `TF_CPP_MIN_LOG_LEVEL=0` nothing is filtered. If TensorFlow is
+  already loaded, it changes nothing.
 
   Args:
     tf32: whether to keep TensorFloat-32 matmuls on Ampere+ GPUs. Off by
@@ -44,10 +45,13 @@ def quiet_start(tf32: bool = False):
   Returns:
     The `tensorflow` module.
   """
+  if "tensorflow" in sys.modules:
+    # Imported by the caller (a test importing an example, a notebook): too
+    # late to filter, and its process-wide settings are the caller's.
+    return sys.modules["tensorflow"]
   level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  if "tensorflow" in sys.modules or level.strip() in ("", "0"):
-    # Too late to filter the load, or the user asked for INFO lines.
-    return _import_tf(tf32)
+  if level.strip() in ("", "0"):
+    return _import_tf(tf32)  # the user asked for INFO lines
   sys.stderr.flush()
   saved = os.dup(2)
   ok = False
