@@ -56,8 +56,8 @@ def _checkpoint_step(path):
   return _files.read(path, "mcmc_checkpoint")[0]["step"]
 
 
-def _disk_full_after(step, only=None):
-  """A `progress` that makes later fsyncs (of `only` paths) fail: ENOSPC."""
+def _disk_full_after(step):
+  """A `progress` that turns the disk "full" once `step` is reached."""
   state = dict(on=False)
 
   def progress(info):
