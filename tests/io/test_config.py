@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 import jdlayers as jdl
 import jdlayers.testing as jdt
-from jdlayers import io
+from jdlayers import _registry, io
 
 tfd = tfp.distributions
 
@@ -290,3 +290,45 @@ def test_to_json_from_json():
     io.from_json("{")
   with pytest.raises(ValueError, match="not valid JSON"):
     io.from_json("[" * 100000)
+
+
+# -- the class registry (jdlayers._registry) ---------------------------------
+
+# The names saved files hold; a class that forgot to register would make its
+# files unloadable, and a renamed one would break every file saved before.
+SAVED_NAMES = [
+    "Affine", "AvgPool1D", "AvgPool2D", "AvgPool3D", "Conv", "Conv1D",
+    "Conv2D", "Conv3D", "ConvTranspose", "ConvTranspose1D", "ConvTranspose2D",
+    "ConvTranspose3D", "Flatten", "Lambda", "MaxPool1D", "MaxPool2D",
+    "MaxPool3D", "Parallel", "Pool", "Residual", "Sequential",
+    "models.Bernoulli", "models.Categorical", "models.General",
+    "models.HeteroscedasticNormal", "models.Model", "models.Normal",
+    "models.Poisson", "models.StudentT", "priors.FanInNormal",
+    "priors.Horseshoe", "priors.Laplace", "priors.Normal",
+    "priors.SpikeAndSlab", "priors.StudentT",
+]
+
+
+def test_every_saveable_class_is_registered_under_its_public_path():
+  known = _registry.known_classes()
+  assert set(SAVED_NAMES) <= set(known), sorted(set(SAVED_NAMES) - set(known))
+  for name in known:
+    obj = jdl
+    for part in name.split("."):
+      obj = getattr(obj, part)
+    assert obj is _registry._CLASSES[name], name  # pylint: disable=protected-access
+    assert _registry.class_name(obj) == name
+
+
+def test_register_class_refuses_a_taken_name():
+
+  class Affine:  # Another class that would shadow jdl.Affine in saved files.
+    pass
+
+  with pytest.raises(ValueError, match="'Affine' is already registered to "
+                     r"jdlayers\.layers\.affine\.Affine"):
+    _registry.register_class("Affine")(Affine)
+  with pytest.raises(ValueError, match="non-empty string"):
+    _registry.register_class("")
+  assert _registry.class_name(Affine) is None
+  assert io.from_config(io.to_config(jdl.Affine(2, 3))).__class__ is jdl.Affine
