@@ -35,6 +35,8 @@ def check(posterior, state: Sequence[tf.Tensor], kernel_results) -> None:
       part(s), and the likely cause (data scale, NaN in data, init).
   """
   lp, grads = _density_and_grads(kernel_results)
+  if lp is None:  # not a kernel `make_kernel` builds: nothing to read
+    return
   bad_lp = ~np.isfinite(np.asarray(lp)).reshape(-1)
   bad_grad = [~np.isfinite(np.asarray(g)).reshape(len(bad_lp), -1).any(1)
               if g is not None else np.zeros_like(bad_lp) for g in grads]
