@@ -5,8 +5,9 @@ tensorflow_probability/python/experimental/joint_distribution_layers/layers_test
 (Apache License 2.0). Each `test_<name>` keeps the name and the assertions of
 TFP's `<name>`; TFP's float32/float64 test classes become the `dtype` fixture
 (except for the tests that ignore it) and `test_all_tf_execution_regimes` the
-`regime` fixture (graph, eager, eager without tf.function). Adaptations to jdlayers' documented layout are marked
-"jdlayers layout" where they happen.
+`regime` fixture (graph, eager, eager without tf.function). Adaptations to
+jdlayers' documented layout (the data batch `N` next to the features, sample
+dims to its left) are marked "jdlayers layout" where they happen.
 """
 
 import numpy as np
