@@ -147,7 +147,7 @@ def check_divergence_fn(value, owner: str, arg: str):
   return value
 
 
-def as_builder(value, role: str, perm, owner: str, arg: str):
+def as_builder(value, role: str, perm, owner: str, arg: str, sink=None):
   """The jdlayers builder (jdlayers' layout) for a checked posterior hook.
 
   Args:
@@ -155,21 +155,24 @@ def as_builder(value, role: str, perm, owner: str, arg: str):
     role: "kernel" or "bias".
     perm: Keras -> jdlayers permutation of the part (None: same layout).
     owner, arg: For errors.
+    sink: Optional dict: at build, `sink[role]` is set to the function
+      making the part's distribution in Keras' layout.
   """
   builder = value
   if not isinstance(value, _builders._NamedBuilder) and (  # pylint: disable=protected-access
       _tfp_fns.arity(value, owner, arg) == 5):
     builder = _tfp_fns.TfpPosterior(value, role, owner, arg)
-  if perm is None:
+  if perm is None and sink is None:
     return builder
-  return _KerasLayoutBuilder(builder, perm)
+  return _KerasLayoutBuilder(builder, perm, role, sink)
 
 
 class _KerasLayoutBuilder:
   """Runs a builder in Keras' layout; hands jdlayers the transposed view."""
 
-  def __init__(self, builder, perm):
-    self._builder, self._perm = builder, perm
+  def __init__(self, builder, perm, role: str, sink):
+    self._builder, self._perm, self._role, self._sink = (builder, perm, role,
+                                                         sink)
 
   def __call__(self, spec, make_variable):
     keras_spec = dataclasses.replace(
@@ -180,6 +183,8 @@ class _KerasLayoutBuilder:
       raise TypeError(f"{spec.name}: the posterior builder returned "
                       f"{type(make).__name__}, not a function making the "
                       "distribution (see jdlayers.vi.mean_field_normal).")
+    if self._sink is not None:
+      self._sink[self._role] = make
     return lambda: _layout.transpose_dist(make(), self._perm)
 
 
@@ -265,18 +270,25 @@ def layer_prior(prior, kernel_fn, bias_fn, owner: str,
   return HookPrior(base, kernel_fn, bias_fn, owner, kernel_perm)
 
 
-def _part_prior(fn, dtype: tf.DType, shape, name: str, owner: str,
-                arg: str) -> tfd.Distribution:
+def _part_prior(fn, dtype: tf.DType, shape, name: Optional[str], owner: str,
+                arg: str, role: str = "") -> tfd.Distribution:
   """Calls a tfp-style prior function; returns its distribution over a
   `shape` event, named `name` (a scalar or `shape`-batched distribution is
-  made i.i.d./independent over `shape`)."""
+  made i.i.d./independent over `shape`; `name=None`: the function's own
+  object where it has that event)."""
   shape = tuple(int(s) for s in shape)
   if _tfp_fns.arity(fn, owner, arg) == 2:
     d = fn(dtype, shape)
   else:  # tfp.layers' five arguments; a prior has no variables here
-    d = fn(dtype, list(shape), f"{name}_prior", False, _no_variables(owner,
-                                                                      arg))
+    d = fn(dtype, list(shape), f"{role or name}_prior", False,
+           _no_variables(owner, arg))
   return _tfp_fns.as_event(d, shape, name, owner, arg)
+
+
+def keras_prior(fn, dtype: tf.DType, shape, owner: str, arg: str):
+  """The distribution a prior function makes for a Keras-layout part."""
+  return _part_prior(fn, dtype, shape, None, owner, arg,
+                     role=arg.split("_")[0])
 
 
 def _no_variables(owner: str, arg: str):

@@ -14,15 +14,18 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from jdlayers import layers as jdl_layers
 from jdlayers import ops
 from jdlayers import priors as priors_lib
 from jdlayers.inference.vi import _builders
-from jdlayers.inference.vi import _kl
+from jdlayers.inference.vi import _estimators, _kl
 from jdlayers.keras import _hooks, _layout
 from jdlayers.keras._base import VariationalLayer
 from jdlayers.keras._hooks import DEFAULT
+
+tfd = tfp.distributions
 
 _register = keras.saving.register_keras_serializable(package="jdlayers")
 
@@ -94,11 +97,15 @@ class _Named(VariationalLayer):
     for key in ("kernel_posterior_tensor_fn", "bias_posterior_tensor_fn"):
       if hooks[key] is DEFAULT:
         setattr(self, key, None)
-    self._check_tensor_fns()
     self._layer_prior = _hooks.layer_prior(
         prior, kernel_prior_fn, bias_prior_fn, owner, self._kernel_perm)
     self.prior = prior
     self._legacy_layout = False
+    self._keras_makers = {}  # "kernel"/"bias" -> Keras-layout posterior
+    # Set by each call, as tfp.layers: the weight draws (Keras layout) the
+    # divergence functions get (None where the estimator draws noise).
+    self.kernel_posterior_tensor = None
+    self.bias_posterior_tensor = None
 
   # -- hooks -----------------------------------------------------------------
   @property
@@ -106,18 +113,6 @@ class _Named(VariationalLayer):
     """`use_bias` and a bias posterior (`bias_posterior_fn=None`: no bias,
     as tfp.layers)."""
     return self.use_bias and self.bias_posterior_fn is not None
-
-  def _check_tensor_fns(self):
-    if self.estimator != "reparam" and (
-        self.kernel_posterior_tensor_fn is not None or
-        self.bias_posterior_tensor_fn is not None):
-      raise ValueError(
-          f"{type(self).__name__} '{self.name}': *_posterior_tensor_fn sets "
-          "the weight draw of estimator='reparam' (tfp.layers' "
-          f"*Reparameterization layers); estimator={self.estimator!r} draws "
-          "its own noise. Pass estimator='reparam', or drop the tensor "
-          "function (tfp.layers' default, `lambda d: d.sample()`, is what "
-          "every estimator does).")
 
   def _part(self, name: str) -> str:
     """"kernel" or "bias" for a jdlayers part name, else the name."""
@@ -161,7 +156,8 @@ class _Named(VariationalLayer):
         continue
       fn = _builders.mean_field_normal() if fn is DEFAULT else fn
       builders[name] = _hooks.as_builder(fn, part, self._perm(name), owner,
-                                         f"{part}_posterior_fn")
+                                         f"{part}_posterior_fn",
+                                         sink=self._keras_makers)
     divergences = {name: self._divergence(name)
                    for name in (self._kernel_name, "bias")}
     return dict(builders=builders, divergence_fns={
@@ -176,18 +172,28 @@ class _Named(VariationalLayer):
     return names.index(name) if name in names else None
 
   def _posterior(self, name):
-    i = self._index(name)
-    if i is None:
+    part = self._part(name)
+    if self._index(name) is None:
       return None
-    return _layout.keras_view(self._surrogate.distributions()[i],
-                              self._perm(name))
+    return self._keras_makers[part]()
 
-  def _prior(self, name):
+  def _prior(self, name, p=None):
+    """The part's prior in Keras' layout (`p`: its jdlayers-layout
+    component, given the parents' values)."""
+    part = self._part(name)
     i = self._index(name)
     if i is None or name in self._no_kl_parts():
       return None
-    p = _kl.prior_components(self._distribution,
-                             self._surrogate.mean_parts())[i]
+    fn = getattr(self, f"{part}_prior_fn")
+    if fn is not DEFAULT and not isinstance(fn, priors_lib.Prior):
+      shape = _layout.permute_shape(self._surrogate.specs[i].shape,
+                                    _layout.inverse(self._perm(name)))
+      return _hooks.keras_prior(fn, self._surrogate.dtype, shape,
+                                f"{type(self).__name__} '{self.name}'",
+                                f"{part}_prior_fn")
+    if p is None:
+      p = _kl.prior_components(self._distribution,
+                               self._surrogate.mean_parts())[i]
     return _layout.keras_view(p, self._perm(name))
 
   @property
@@ -215,25 +221,89 @@ class _Named(VariationalLayer):
     return self._prior("bias")
 
   # -- calls and losses ------------------------------------------------------
-  def _forward(self, x, seed):
-    if self.kernel_posterior_tensor_fn is None and (
-        self.bias_posterior_tensor_fn is None):
-      return super()._forward(x, seed)
-    self._check_tensor_fns()
+  def call(self, inputs, training=None):
+    """Applies the layer with one weight draw; adds one loss per part.
+
+    As tfp.layers: `kernel_posterior_tensor_fn` gives the kernel with
+    estimator "reparam" (Flipout and local reparameterization draw their
+    own noise), `bias_posterior_tensor_fn` the bias with every estimator,
+    and divergence functions get `(posterior, prior, draw)` in Keras'
+    layout, the draw None where the estimator made none.
+
+    Args:
+      inputs: `[N, *features]`.
+      training: Unused (weights are sampled in training and prediction).
+
+    Returns:
+      `[N, *out]` outputs.
+    """
+    del training
     q = self._surrogate
-    parts = q.sample_parts((), seed=seed)
+    s_fwd, s_kl = tfp.random.split_seed(self._next_seed(), 2)
+    s_kernel, s_bias, s_apply = tfp.random.split_seed(s_fwd, 3)
+    dists = q.distributions()
+    keras_q, draws = {}, {}  # by jdlayers part name; draws in Keras' layout
     for part, name in (("kernel", self._kernel_name), ("bias", "bias")):
-      fn, i = getattr(self, f"{part}_posterior_tensor_fn"), self._index(name)
-      if fn is not None and i is not None:
-        value = fn(self._posterior(name))
-        parts[i] = _layout.transpose_tensor(
-            tf.cast(value, q.dtype), self._perm(name))
-    return q.unpack(parts)[0](x)
+      i = self._index(name)
+      if i is None:
+        continue
+      keras_q[name] = self._keras_makers[part]()
+      dists[i] = _layout.transpose_dist(keras_q[name], self._perm(name))
+      fn = getattr(self, f"{part}_posterior_tensor_fn")
+      if part == "kernel" and self.estimator != "reparam":
+        continue
+      if fn is not None:
+        draws[name] = tf.cast(fn(keras_q[name]), q.dtype)
+      elif part == "kernel" or self.estimator != "local":
+        # (local reparameterization folds a normal bias into its noise)
+        draws[name] = keras_q[name].sample(seed=s_kernel if part == "kernel"
+                                           else s_bias)
+    fwd = {n: dists[i] for n, i in zip(q.part_names, range(len(dists)))}
+    for name, value in draws.items():
+      fwd[name] = tfd.Independent(
+          tfd.Deterministic(_layout.transpose_tensor(value, self._perm(name))),
+          reinterpreted_batch_ndims=len(value.shape))
+    x = tf.cast(inputs, q.dtype)
+    y = _estimators.apply_layer(q.structure, fwd, x, estimator=self.estimator,
+                                sample_shape=[], seed=s_apply, path=self.name)
+    self.kernel_posterior_tensor = draws.get(self._kernel_name)
+    self.bias_posterior_tensor = draws.get("bias")
+    for loss in self._kl_terms(dists, keras_q, draws, s_kl):
+      self.add_loss(loss)
+    return tf.cast(self._postprocess(y), self.compute_dtype)
+
+  def _kl_terms(self, dists, keras_q, draws, seed) -> List[tf.Tensor]:
+    q = self._surrogate
+    z = q.sample_parts((), seed=seed)
+    for name, value in draws.items():  # the forward's draws, as tfp.layers
+      z[self._index(name)] = _layout.transpose_tensor(value, self._perm(name))
+    priors = _kl.prior_components(self._distribution, z)
+    scale = tf.cast(self.kl_weight / (self.num_examples or 1), q.dtype)
+    out = []
+    for i, name in enumerate(q.part_names):
+      if name in self._no_kl_parts():
+        continue
+      fn = getattr(self, f"{self._part(name)}_divergence_fn", DEFAULT)
+      if fn is DEFAULT:
+        term = _kl._kl_term(dists[i], priors[i], z[i], analytic=True)  # pylint: disable=protected-access
+      else:  # tfp.layers' arguments: the very objects, Keras' layout
+        draw = draws.get(name)
+        if draw is None and fn in (_hooks.mc_divergence_fn,
+                                   _hooks.default_divergence_fn):
+          # jdlayers' own functions get the KL draw where tfp.layers has
+          # none (Flipout, local reparameterization).
+          draw = _layout.transpose_tensor(z[i], _layout.inverse(
+              self._perm(name)))
+        term = tf.reduce_sum(tf.cast(fn(
+            keras_q[name], self._prior(name, priors[i]), draw), q.dtype))
+      out.append(scale * term)
+    return out
 
   def kl_losses(self, seed=None) -> List[tf.Tensor]:
     """One `kl_weight * KL / N` term per part with a KL (kernel, bias and
-    any scale of a hierarchical prior, in that order of the parts), as
-    tfp.layers adds one loss per part.
+    any scale of a hierarchical prior, in the order of the parts), as
+    tfp.layers adds one loss per part; divergence functions get a draw
+    from the posterior.
 
     Args:
       seed: Stateless seed of the draw the terms use.
@@ -243,18 +313,15 @@ class _Named(VariationalLayer):
     """
     q = self._surrogate
     dists = q.distributions()
-    z = q.sample_parts((), seed=seed)
-    priors = _kl.prior_components(self._distribution, z)
-    scale = tf.cast(self.kl_weight / (self.num_examples or 1), q.dtype)
-    out = []
-    for name, d, p, value in zip(q.part_names, dists, priors, z):
-      if name in self._no_kl_parts():
-        continue
-      fn = self._divergence(name)
-      term = (_kl._kl_term(d, p, value, analytic=True) if fn is None  # pylint: disable=protected-access
-              else tf.reduce_sum(tf.cast(fn(d, p, value), q.dtype)))
-      out.append(scale * term)
-    return out
+    keras_q, draws = {}, {}
+    seeds = tfp.random.split_seed(tfp.random.sanitize_seed(seed), 3)
+    for part, name in (("kernel", self._kernel_name), ("bias", "bias")):
+      i = self._index(name)
+      if i is not None:
+        keras_q[name] = self._keras_makers[part]()
+        dists[i] = _layout.transpose_dist(keras_q[name], self._perm(name))
+        draws[name] = keras_q[name].sample(seed=seeds[len(draws)])
+    return self._kl_terms(dists, keras_q, draws, seeds[2])
 
   # -- saving ------------------------------------------------------------------
   def _loaded_value(self, variable, value):

@@ -15,7 +15,7 @@ a Keras 3 variable holds a copy of its value, not the variable.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, Optional
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -43,7 +43,9 @@ def arity(fn, owner: str, arg: str, allowed=(2, 5)) -> int:
     sig = inspect.signature(fn)
   except (TypeError, ValueError):
     return allowed[0]  # builtins without a signature: try the first form
-  for n in allowed:
+  # A callable taking both forms (`lambda *args: ...`) is tfp.layers' form:
+  # these hooks are tfp.layers' (a jdlayers builder names its two arguments).
+  for n in sorted(allowed, reverse=True):
     try:
       sig.bind(*range(n))
       return n
@@ -58,9 +60,12 @@ def arity(fn, owner: str, arg: str, allowed=(2, 5)) -> int:
                   + " or ".join(forms[n] for n in allowed) + ".")
 
 
-def as_event(d, shape, name: str, owner: str, arg: str) -> tfd.Distribution:
+def as_event(d, shape, name: Optional[str], owner: str,
+             arg: str) -> tfd.Distribution:
   """`d` as a distribution over one `shape` event named `name` (a scalar or
   `shape`-batched distribution is made i.i.d./independent over `shape`).
+  With `name=None`, a `d` that already has that event is returned itself
+  (tfp.layers hands divergence functions the very objects).
 
   Raises:
     TypeError: If `d` is not a `tfd.Distribution`.
@@ -72,7 +77,12 @@ def as_event(d, shape, name: str, owner: str, arg: str) -> tfd.Distribution:
                     f"{type(d).__name__}.")
   event, batch = d.event_shape, d.batch_shape
   if event == shape and batch.rank == 0:
-    return d.copy(name=name)
+    if name is None:
+      return d
+    try:
+      return d.copy(name=name)
+    except (TypeError, ValueError):  # subclasses with other constructors
+      return tfd.Independent(d, reinterpreted_batch_ndims=0, name=name)
   if event.rank == 0 and batch == shape:
     return tfd.Independent(d, reinterpreted_batch_ndims=len(shape), name=name)
   if event.rank == 0 and batch.rank == 0:
@@ -125,7 +135,7 @@ class TfpPosterior:
 
     def make():
       d = self.fn(spec.dtype, list(spec.shape), prefix, True, add_variable_fn)
-      return as_event(d, spec.shape, spec.name, self.owner, self.arg)
+      return as_event(d, spec.shape, None, self.owner, self.arg)
     make()  # creates the variables now (inside the layer's build)
     return make
 

@@ -243,7 +243,7 @@ def test_accessors_are_distributions_in_keras_layout():
   np.testing.assert_array_equal(dense.kernel_posterior.mean(), kernel)
 
 
-def test_posterior_tensor_fn_sets_the_reparam_draw():
+def test_posterior_tensor_fns_as_tfp_layers():
   x = _x()
   layer = jdk.Dense(2, estimator="reparam", seed=0,
                     kernel_posterior_tensor_fn=lambda d: d.mean(),
@@ -251,8 +251,24 @@ def test_posterior_tensor_fn_sets_the_reparam_draw():
   y = layer(x)
   kernel, _, bias, _ = layer.get_weights()
   np.testing.assert_allclose(y, x @ kernel + bias, rtol=1e-5, atol=1e-6)
-  with pytest.raises(ValueError, match="estimator='reparam'"):
-    jdk.Dense(2, kernel_posterior_tensor_fn=lambda d: d.mean())
+  np.testing.assert_array_equal(layer.kernel_posterior_tensor, kernel)
+  # Flipout draws the kernel's noise itself (tfp.layers: no kernel tensor);
+  # the bias tensor function applies with every estimator, as tfp.layers.
+  seen = []
+
+  def divergence(q, p, z):
+    seen.append((q, p, z))
+    return tf.reduce_sum(q.log_prob(layer_b.bias_posterior.mean()))
+  layer_b = jdk.Dense(2, seed=0, bias_posterior_tensor_fn=lambda d: d.mean(),
+                      bias_divergence_fn=divergence,
+                      bias_prior_fn=tfp.layers.default_multivariate_normal_fn)
+  layer_b(x)
+  assert layer_b.kernel_posterior_tensor is None
+  bias = {w.name: w for w in layer_b.weights}["bias_loc"]
+  np.testing.assert_array_equal(layer_b.bias_posterior_tensor, bias)
+  (q, p, z), = seen
+  assert z is layer_b.bias_posterior_tensor
+  assert isinstance(p, tfd.Independent) and tuple(q.event_shape) == (2,)
 
 
 # -- a migrated tfp.layers model ---------------------------------------------------
