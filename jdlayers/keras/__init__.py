@@ -47,7 +47,7 @@ from jdlayers.keras._base import (VariationalLayer, predict_samples, reseed,
 from jdlayers.keras._conv import (Conv1D, Conv1DTranspose, Conv2D,
                                   Conv2DTranspose, Conv3D, Conv3DTranspose)
 from jdlayers.keras._hooks import default_divergence_fn, mc_divergence_fn
-from jdlayers.keras._layers import Dense
+from jdlayers.keras._dense import Dense
 from jdlayers.keras._variational import Variational
 
 __all__ = [
