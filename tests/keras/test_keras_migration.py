@@ -332,3 +332,25 @@ def test_variational_takes_tfp_posterior_functions():
   assert tuple(y.shape) == (4, 2)
   assert [w.name for w in layer.trainable_weights] == [
       "weights_loc", "weights_untransformed_scale", "bias_loc"]
+
+
+def test_tfp_hooks_compile_under_xla():
+  """tfp.layers functions are called inside every step: under XLA too."""
+  x = _x((8, 3))
+  layer = jdk.Dense(
+      2, num_examples=8, seed=0,
+      kernel_posterior_fn=tfp.layers.default_mean_field_normal_fn(),
+      kernel_divergence_fn=_kl_over_n,
+      kernel_prior_fn=tfp.layers.default_multivariate_normal_fn,
+      bias_posterior_fn=tfp.layers.default_mean_field_normal_fn(
+          is_singular=True), bias_prior_fn=None)
+  layer(x)
+
+  @tf.function(jit_compile=True)
+  def step(x):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(tf.square(layer(x))) + tf.add_n(layer.losses)
+    return loss, tape.gradient(loss, layer.trainable_weights)
+  loss, grads = step(x)
+  assert np.isfinite(float(loss)) and len(layer.losses) == 1
+  assert all(np.all(np.isfinite(g)) for g in grads)
