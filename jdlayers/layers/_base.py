@@ -336,6 +336,13 @@ class StaticLayer(ConfigMixin, tfd.Distribution):
   `event_shape` are the leafless layer itself. Composites keep it out of
   their state; a composite of only such layers is parameter-free too.
 
+  Two limits come from TFP's joint machinery, which reads shapes from
+  tensors: a joint whose parts are all parameter-free gives a `[]`-shaped
+  `log_prob` (its `log_prob_parts` keep `S`), and a joint's default
+  event-space bijector maps such a part through unchanged but cannot give a
+  log-det-Jacobian over it; `jdlayers.event_space_bijectors` (one bijector
+  per state part) has no such part.
+
   Args:
     layer: The `StaticSampledLayer` it always samples.
     dtype: dtype of the (zero) `log_prob`.
