@@ -13,11 +13,18 @@ size, to every layer. The loss `fit` minimises is then the per-example
 negative ELBO, `mean NLL + KL / N`, for any batch size. Passing
 `num_examples=None` adds the KL unscaled.
 
-Hooks as in tfp.layers: `kernel_posterior_fn` / `bias_posterior_fn` (VI
-builders: `jdlayers.vi.mean_field_normal()`, `jdlayers.vi.point_mass()`),
-`kernel_prior_fn` / `bias_prior_fn` (a `jdlayers.priors` prior or
-`(dtype, shape) -> tfd.Distribution`), `kernel_divergence_fn` /
-`bias_divergence_fn` (`(q, p, z) -> scalar`, unscaled).
+Hooks as in tfp.layers, with tfp.layers' meanings (README: "Migrating
+from tfp.layers"): `kernel_posterior_fn` / `bias_posterior_fn` (VI
+builders `jdlayers.vi.mean_field_normal()`, `jdlayers.vi.point_mass()`, or
+tfp.layers posterior functions such as
+`tfp.layers.default_mean_field_normal_fn()`; `bias_posterior_fn=None`: no
+bias), `kernel_prior_fn` / `bias_prior_fn` (a `jdlayers.priors` prior or
+`(dtype, shape) -> tfd.Distribution`; None: no KL term), `*_divergence_fn`
+(`(q, p, z) -> scalar`, unscaled; None: no KL term) and
+`*_posterior_tensor_fn`. Arguments left out keep jdlayers' defaults (a
+mean-field bias with a `Normal(0, 1)` prior, where tfp.layers has a point
+mass without KL). Kernels use Keras' layout (`Dense`: `[in, units]`), and
+each part's KL is its own loss, as in tfp.layers.
 
 Predictions are Monte Carlo: every `model(x)` draws new weights; average
 several (`predict_samples`) for the predictive. `reseed(model, seed)`
