@@ -8,7 +8,6 @@ import pathlib
 import re
 import sys
 import tempfile
-import time
 import warnings
 
 import numpy as np
@@ -87,31 +86,6 @@ def _import_tf(tf32: bool):
     warnings.filterwarnings("ignore", message="TensorFloat-32")
   import tensorflow_probability  # pylint: disable=g-import-not-at-top,unused-import
   return tf
-
-
-class Phase:
-  """Prints what a long phase is doing before it starts, and its time after.
-
-  `with Phase("compiling and running the sampler", about=60): ...` prints
-  "compiling and running the sampler (about 60 s on a 2-core CPU)..." at once,
-  so the reader never watches a silent terminal, then "  ... took 55.3 s".
-  """
-
-  def __init__(self, what: str, about: float | None = None):
-    self.what, self.about = what, about
-
-  def __enter__(self):
-    hint = (f" (about {self.about:.0f} s on a 2-core CPU)"
-            if self.about else "")
-    print(f"{self.what}{hint}...", flush=True)
-    self.start = time.perf_counter()
-    return self
-
-  def __exit__(self, *exc):
-    self.seconds = time.perf_counter() - self.start
-    if exc[0] is None:
-      print(f"  ... took {self.seconds:.1f} s", flush=True)
-    return False
 
 
 def free_path(out_dir: pathlib.Path, filename: str,
