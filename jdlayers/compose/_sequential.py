@@ -36,7 +36,7 @@ class Sequential(_base.Composite):
     validate_args: Passed to `JointDistributionCoroutine`.
 
   Raises:
-    ValueError: If no layer has random parameters, or if a layer's input
+    ValueError: If no layer is given, or if a layer's input
       size known at construction (`in_units`, `in_channels`) differs from
       the output size of the sized layer before it (pooling and named
       activations in between keep sizes; other functions and `Flatten`
