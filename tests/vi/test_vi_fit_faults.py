@@ -1,10 +1,11 @@
 """`vi.fit` going non-finite: the surrogate keeps its last finite state.
 
-A step whose loss terms or gradients are not finite is never applied (the
-compiled loop stops there), so the surrogate and the optimizer keep the
-values of the step before; an update that itself overflows a parameter is
-undone by restoring the start of the compiled block. The error names the
-step, the epoch and the term (NLL, KL or the gradient of which variables).
+A step whose loss terms or gradients are not finite ends the compiled loop;
+the block's starting state is restored and its finite steps replayed, so the
+surrogate and the optimizer hold the values after the last finite step (an
+update that itself overflowed a parameter leaves the block's start). The
+error names the step, the epoch and the term (NLL, KL or the gradient of
+which variables).
 """
 
 import keras

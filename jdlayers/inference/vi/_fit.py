@@ -127,11 +127,12 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   def run(xs, ys, masks, step0):
     """Up to `T` training steps in one compiled loop.
 
-    A step whose loss terms or gradients are not finite is not applied and
-    ends the loop, so the variables (and optimizer state) keep the last
-    finite values. Returns the `[T, 3]` terms (rows past the steps done are
-    0), the steps done (the last one the bad one, if any) and `[V]` flags of
-    the variables whose gradient was not finite at the last step.
+    A step whose loss terms or gradients are not finite ends the loop (it
+    is applied: a conditional update costs XLA 2-3x per step; the caller
+    restores the block's start and replays the good steps). Returns the
+    `[T, 3]` terms (rows past the steps done are 0), the steps done (the
+    last one the bad one, if any) and `[V]` flags of the variables whose
+    gradient was not finite at the last step.
     """
     num = tf.shape(masks)[0]
 
@@ -149,11 +150,7 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
           tf.constant(False) if g is None else
           ~tf.reduce_all(tf.math.is_finite(g)) for g in grads])
       ok = tf.reduce_all(tf.math.is_finite(row)) & ~tf.reduce_any(bad_grads)
-
-      def apply():
-        optimizer.apply_gradients(zip(grads, variables))
-        return tf.constant(0)
-      tf.cond(ok, apply, lambda: tf.constant(0))
+      optimizer.apply_gradients(zip(grads, variables))
       return i + 1, ~ok, out.write(i, row), bad_grads
 
     ta = tf.TensorArray(surrogate.dtype, size=num, element_shape=[3])
@@ -175,8 +172,8 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   epochs_done = 0
   for block in feed.blocks():
     t0 = time.perf_counter()
-    # Device-side copies (no transfer): the fallback if an update itself
-    # overflows a parameter, which the in-loop check cannot undo.
+    # Device-side copies (no transfer) of the block's starting state, from
+    # which a block that went non-finite is replayed up to its last good step.
     snapshot = [tf.identity(v) for v in saved]
     terms, done, bad_grads = run(*block.tensors, tf.constant(t, tf.int32))
     terms, done = terms.numpy()[:int(done)], int(done)
@@ -206,6 +203,8 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
     if failed is not None:
       bar.close()
       surrogate.history = history  # the epochs completed, for inspection
+      _restore(run, block.tensors, len(terms) - 1, t - len(terms), saved,
+               snapshot)
       _raise_non_finite(terms, bad_grads.numpy(), variables, saved, snapshot,
                         failed[0], failed[1], epochs, failed[2])
     if block.epochs:
@@ -214,6 +213,19 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   bar.close()
   surrogate.history = history
   return surrogate
+
+
+def _restore(run, tensors, good, t, saved, snapshot) -> None:
+  """Back to the block's start, then its `good` finite steps again.
+
+  The steps reuse their seeds (`fold_in(seed, step)`), so the replay ends in
+  the state after the last finite step (one more trace of `run`, on this
+  error path only).
+  """
+  for v, old in zip(saved, snapshot):
+    v.assign(old)
+  if good:
+    run(*[a[:good] for a in tensors], tf.constant(t, tf.int32))
 
 
 def _raise_non_finite(terms, bad_grads, variables, saved, snapshot, t,
@@ -235,7 +247,7 @@ def _raise_non_finite(terms, bad_grads, variables, saved, snapshot, t,
   if all(np.isfinite(v.numpy()).all() for v in variables):
     kept = ("the surrogate keeps its parameters and optimizer state from "
             "before that step (the last finite ones)")
-  else:  # an update overflowed: back to the start of the compiled block
+  else:  # the last good update overflowed: back to the block's start
     for v, old in zip(saved, snapshot):
       v.assign(old)
     kept = (f"an update made parameters non-finite, so the surrogate was "
