@@ -39,7 +39,8 @@ class CompositeLayer:
     config: Static configuration.
   """
 
-  __slots__ = ("_layers", "_config")
+  # __weakref__: `tf.function(network)` keys its cache by weak reference.
+  __slots__ = ("_layers", "_config", "__weakref__")
 
   def __init__(self, layers=(), config=None):
     if isinstance(layers, CompositeLayer):  # TFP's `type(structure)(value)`.

@@ -34,7 +34,8 @@ class SampledLayer:
   `config`, the static configuration.
   """
 
-  __slots__ = ("_params", "_config")
+  # __weakref__: `tf.function(sampled_layer)` keys its cache by weak reference.
+  __slots__ = ("_params", "_config", "__weakref__")
 
   def __init__(self, params: Any = None, config: Any = None):
     # TFP re-wraps values with `type(structure)(value)`; accept a same-typed

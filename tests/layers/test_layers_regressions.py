@@ -49,3 +49,17 @@ def test_output_padding_one_with_stride_one_even_dilated_kernel():
                                         dilations=3),
       jit_compile=True)(x, f.kernel)
   np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_a_sampled_layer_can_be_wrapped_in_tf_function():
+  # `tf.function(f)` keys its cache by weak reference; sampled layers have
+  # __slots__ and raised "cannot create weak reference" before.
+  f = jdl.ConvTranspose2D(4, 3, 2, dilations=2).sample(seed=0)
+  x = tf.ones([1, 5, 5, 2])
+  for jit in (False, True):
+    np.testing.assert_allclose(tf.function(f, jit_compile=jit)(x), f(x),
+                               rtol=1e-5, atol=1e-5)
+  net = jdl.Sequential(jdl.Affine(3, 2, activation="tanh"), jdl.Affine(1, 3))
+  fs = net.sample(4, seed=1)
+  np.testing.assert_allclose(tf.function(fs)(tf.ones([5, 2])),
+                             fs(tf.ones([5, 2])), rtol=1e-6)
