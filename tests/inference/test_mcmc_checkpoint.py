@@ -26,6 +26,9 @@ from jdlayers import models
 from jdlayers.inference import _checkpoint, _kernels
 from jdlayers.io import _files
 
+from _mcmc_testlib import SETTINGS, assert_same_run as _assert_same_run
+from _mcmc_testlib import data as _data, mlp
+
 # -- a real SIGKILL ----------------------------------------------------------
 
 SCRIPT = textwrap.dedent("""
@@ -140,26 +143,14 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted_run(tmp_path):
 
 # -- in-process resume -------------------------------------------------------
 
-def _data(n=12):
-  rng = np.random.default_rng(0)
-  x = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
-  return x, (np.sin(2 * x) + 0.1 * rng.normal(size=x.shape)).astype(np.float32)
-
-
 @functools.lru_cache(None)
 def _model(scale=0.1):
-  net = jdl.Sequential(jdl.Affine(3, 1, activation="tanh"), jdl.Affine(1, 3))
-  return models.Model(net, models.Normal(scale=scale))
+  return models.Model(mlp(), models.Normal(scale=scale))
 
 
 @functools.lru_cache(None)
 def _posterior():
   return _model().posterior(*_data())
-
-
-SETTINGS = dict(num_chains=2, num_results=20, num_burnin_steps=20,
-                kernel="hmc", num_leapfrog_steps=3, seed=5,
-                jit_compile=False)
 
 
 def _sampler(path, model=None, data=None, **kw):
@@ -169,14 +160,6 @@ def _sampler(path, model=None, data=None, **kw):
   args = dict(SETTINGS, checkpoint=path, checkpoint_every=10)
   args.update(kw)
   return jdl.mcmc.Sampler(post, **args)
-
-
-def _assert_same_run(a, b):
-  assert a.num_draws == b.num_draws
-  for sa, sb in zip(a.states, b.states):
-    np.testing.assert_array_equal(sa, sb)
-  for ta, tb in zip(a.trace + a.warmup_trace, b.trace + b.warmup_trace):
-    np.testing.assert_array_equal(ta, tb)
 
 
 @pytest.fixture(scope="module")

@@ -21,35 +21,19 @@ from jdlayers import models
 from jdlayers.inference import _checkpoint, _initial_check
 from jdlayers.io import _files
 
+from _mcmc_testlib import SETTINGS, assert_same_run as _assert_same_run
+from _mcmc_testlib import data as _data, mlp
+
 tfd = tfp.distributions
-
-SETTINGS = dict(num_chains=2, num_results=20, num_burnin_steps=20,
-                kernel="hmc", num_leapfrog_steps=3, seed=5, jit_compile=False)
-
-
-def _data(n=12):
-  rng = np.random.default_rng(0)
-  x = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
-  return x, (np.sin(2 * x) + 0.1 * rng.normal(size=x.shape)).astype(np.float32)
-
 
 @functools.lru_cache(None)
 def _model(likelihood=None):
-  net = jdl.Sequential(jdl.Affine(3, 1, activation="tanh"), jdl.Affine(1, 3))
-  return models.Model(net, likelihood or models.Normal(scale=0.1))
+  return models.Model(mlp(), likelihood or models.Normal(scale=0.1))
 
 
 @pytest.fixture(scope="module")
 def reference():
   return jdl.mcmc.sample(_model(), *_data(), progress=False, **SETTINGS)
-
-
-def _assert_same_run(a, b):
-  assert a.num_draws == b.num_draws
-  for sa, sb in zip(a.states, b.states):
-    np.testing.assert_array_equal(sa, sb)
-  for ta, tb in zip(a.trace + a.warmup_trace, b.trace + b.warmup_trace):
-    np.testing.assert_array_equal(ta, tb)
 
 
 def _checkpoint_step(path):
