@@ -67,6 +67,10 @@ def data():
      r"`progress` must be True, False or a callable"),
     (dict(callback=3), TypeError, r"`callback` must be None or a callable"),
     (dict(num_chains=0), ValueError, r"`num_chains` must be an int >= 1"),
+    (dict(chunk_size=True), ValueError,
+     r"`chunk_size` must be an int >= 1; got True"),
+    (dict(checkpoint_every=2.5), ValueError,
+     r"`checkpoint_every` must be an int >= 1; got 2\.5"),
 ])
 def test_mcmc_sample_refuses(data, kwargs, error, match):
   model, x, y = data

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import _validate
 from jdlayers.inference import _checkpoint, _initial_check, _kernels
 from jdlayers.inference._result import MCMCResult
 from jdlayers.layers._base import stateless_seed
@@ -382,18 +383,11 @@ def _check_counts(num_chains, num_results, num_burnin_steps, chunk_size,
   for name, v, low in (("num_chains", num_chains, 1),
                        ("num_results", num_results, 1),
                        ("num_burnin_steps", num_burnin_steps, 0)):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-      raise ValueError(f"mcmc: `{name}` must be an int >= {low}; got {v!r}.")
-  if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer))
-                                 or chunk_size < 1):
-    raise ValueError(f"mcmc: `chunk_size` must be an int >= 1; got "
-                     f"{chunk_size!r}.")
-  if checkpoint_every is not None and (
-      isinstance(checkpoint_every, bool)
-      or not isinstance(checkpoint_every, (int, np.integer))
-      or checkpoint_every < 1):
-    raise ValueError(f"mcmc: `checkpoint_every` must be an int >= 1; got "
-                     f"{checkpoint_every!r}.")
+    _validate.count(v, name, "mcmc", minimum=low)
+  for name, v in (("chunk_size", chunk_size),
+                  ("checkpoint_every", checkpoint_every)):
+    if v is not None:
+      _validate.count(v, name, "mcmc", minimum=1)
 
 
 def _check_init(posterior, init, num_chains: int) -> List[tf.Tensor]:
