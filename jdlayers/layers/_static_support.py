@@ -23,6 +23,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import _validate
+
 tfb = tfp.bijectors
 
 
@@ -39,7 +41,9 @@ def static_sample_shape(sample_shape, owner: str) -> Tuple[int, ...]:
 
   Raises:
     ValueError: For a shape not known at trace time, or a negative size.
+    TypeError: For a float, bool or string size (as every layer's `sample`).
   """
+  _validate.sample_shape(sample_shape, f"{owner}.sample")
   if isinstance(sample_shape, tf.TensorShape):
     sample_shape = sample_shape.as_list()
   static = tf.get_static_value(sample_shape) if tf.is_tensor(

@@ -227,8 +227,14 @@ def test_errors_name_the_layer():
   layer = jdl.Lambda(tf.square)
   with pytest.raises(TypeError, match=r"Lambda\(square\)\.log_prob.*sample"):
     layer.log_prob(tf.ones([3]))
-  with pytest.raises(ValueError, match=r"Flatten.*must not be negative"):
+  # The same check, and message, as every layer with parameters.
+  with pytest.raises(ValueError, match=r"Flatten.*`sample_shape` must be an "
+                     r"int >= 0.*got -1"):
     jdl.Flatten(2).sample(-1)
+  for bad in (2.5, True):   # were silently 2 and 1 samples
+    with pytest.raises(TypeError, match=r"Lambda\(square\)\.sample: "
+                       r"`sample_shape` must be an int >= 0"):
+      layer.sample(bad)
 
   @tf.function
   def symbolic(n):
