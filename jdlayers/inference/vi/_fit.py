@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional, Union
 import numpy as np
 import tensorflow as tf
 
+from jdlayers import _validate
 from jdlayers.inference.vi import _checks, _estimators
 from jdlayers.inference.vi._elbo import elbo_terms
 from jdlayers.inference.vi._surrogate import Surrogate
@@ -366,9 +367,7 @@ def _dataset_feeder(model, dataset, y, num_examples, epochs) -> _Feeder:
 
 
 def _check_n(n) -> int:
-  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-    raise ValueError(f"vi.fit: `num_examples` must be an int >= 1; got {n!r}.")
-  return int(n)
+  return _validate.count(n, "num_examples", "vi.fit", minimum=1)
 
 
 def _seed_int(seed) -> int:
