@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import _validate
 from jdlayers.inference import vi
 from jdlayers.inference.vi import _estimators
 
@@ -322,10 +323,8 @@ def predict_samples(model, x, num_samples: int = 32,
   ```
   """
   for name, v in (("num_samples", num_samples), ("batch_size", batch_size)):
-    if v is not None and (isinstance(v, bool) or not isinstance(
-        v, numbers.Integral) or v < 1):
-      raise ValueError(f"predict_samples: `{name}` must be an int >= 1; got "
-                       f"{v!r}.")
+    if v is not None:
+      _validate.count(v, name, "predict_samples", minimum=1)
   if seed is not None:
     reseed(model, seed)
   n = int(x.shape[0])

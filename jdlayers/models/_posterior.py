@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from jdlayers import _state
+from jdlayers import _state, _validate
 from jdlayers.compose._base import CompositeLayer
 from jdlayers.layers import _base
 
@@ -130,9 +130,8 @@ class Posterior:
     Raises:
       ValueError: For `num_chains < 1` or an unknown method.
     """
-    if not isinstance(num_chains, int) or num_chains < 1:
-      raise ValueError(f"Posterior.init: `num_chains` must be an int >= 1; got "
-                       f"{num_chains!r}.")
+    num_chains = _validate.count(num_chains, "num_chains", "Posterior.init",
+                                 minimum=1)
     if method not in INIT_METHODS:
       raise ValueError(f"Posterior.init: `method` must be one of "
                        f"{INIT_METHODS}; got {method!r}.")
