@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras
+
 import jdlayers as jdl
 from jdlayers import _validate
 from jdlayers.inference.vi import _checks
@@ -260,3 +262,22 @@ def test_validate_accepts():
       learning_rate=schedule, num_samples=1, num_examples=None,
       analytic_kl=True, kl_weight=tf.Variable(0.), seed=0, shuffle=True,
       jit_compile=None, progress=False)
+
+
+def test_posterior_init_counts_chains_with_the_shared_check(data):
+  model, x, y = data
+  post = model.posterior(x, y)
+  for bad in (0, True, 2.5):   # True used to give one chain
+    with pytest.raises(ValueError, match=r"^Posterior\.init: `num_chains` "
+                       r"must be an int >= 1"):
+      post.init(bad)
+  assert len(post.init(2)) == len(post.bijectors)
+
+
+def test_keras_predict_samples_counts_with_the_shared_check():
+  model = keras.Sequential([keras.Input((3,)), jdl.keras.Dense(2, seed=0)])
+  for kw in (dict(num_samples=0), dict(num_samples=True),
+             dict(num_samples=2, batch_size=1.5)):
+    with pytest.raises(ValueError, match=r"^predict_samples: `(num_samples|"
+                       r"batch_size)` must be an int >= 1"):
+      jdl.keras.predict_samples(model, np.ones([4, 3], np.float32), **kw)
