@@ -4,7 +4,7 @@ A layer is a `tfd.JointDistributionCoroutine` over its kernel and bias; a
 sample of it is a callable layer. See DESIGN.md and the README.
 """
 
-from jdlayers import diagnostics, io, models, ops, priors
+from jdlayers import diagnostics, io, metrics, models, ops, priors
 from jdlayers.compose import (Parallel, ParallelLayer, Residual, ResidualLayer,
                               Sequential, SequentialLayer)
 from jdlayers.layers import (Affine, AffineLayer, AvgPool1D, AvgPool2D,
@@ -29,7 +29,7 @@ __all__ = [
     "Parallel", "ParallelLayer", "Pool", "PoolLayer", "Residual",
     "ResidualLayer", "SampledLayer", "Sequential", "SequentialLayer",
     "StaticLayer", "__version__", "diagnostics", "event_space_bijectors", "io",
-    "keras", "mcmc", "models", "ops", "priors", "vi",
+    "keras", "mcmc", "metrics", "models", "ops", "priors", "vi",
 ]
 
 
