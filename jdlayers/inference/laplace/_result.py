@@ -1,0 +1,254 @@
+"""`LaplaceResult`: a Gaussian posterior around a point estimate.
+
+`N(theta*, (H + diag(delta))^{-1})` over the chosen parts (the rest stay at
+`theta*`), with `H` the GGN (diagonal, KFAC or full) and `delta` the prior
+precision of each parameter's layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, NamedTuple, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from jdlayers import _validate
+from jdlayers.inference.laplace import _curvature, _ggn
+from jdlayers.layers._base import stateless_seed
+from jdlayers.models import _likelihoods
+
+PRED_TYPES = ("glm", "mc")
+LINK_APPROX = ("probit", "mc")
+
+
+class Prediction(NamedTuple):
+  """A regression predictive: `mean` and `variance` of `y`, `[N, *out]`
+  (the variance includes the noise)."""
+  mean: np.ndarray
+  variance: np.ndarray
+
+
+class LaplaceResult:
+  """A fitted Laplace approximation (build it with `jdl.laplace.fit`).
+
+  Attributes:
+    model: The `jdlayers.models.Model`.
+    params: Every part at the point estimate (network, then latents).
+    part_names: Their names.
+    subset: Names of the parts with a Gaussian posterior.
+    hessian: "diag", "kron" or "full".
+    prior_precision: Per layer of the subset (`layer_names` order), `[G]`.
+    layer_names: The subset's layer paths.
+    log_likelihood: `log p(y | theta*)` on the fitting data.
+    num_params: Parameters in the subset.
+  """
+
+  def __init__(self, model, params, part_names, selection, structure,
+               prior_precision, log_likelihood: float, num_examples: int):
+    self.model = model
+    self.params: List[tf.Tensor] = list(params)
+    self.part_names = list(part_names)
+    self.selection = selection
+    self.structure = structure
+    self.prior_precision = np.asarray(prior_precision, np.float64)
+    self.log_likelihood = float(log_likelihood)
+    self.num_examples = int(num_examples)
+
+  # -- description ----------------------------------------------------------
+  @property
+  def hessian(self) -> str:
+    return self.structure.kind
+
+  @property
+  def subset(self) -> List[str]:
+    return list(self.selection.names)
+
+  @property
+  def layer_names(self) -> List[str]:
+    return list(self.selection.group_names)
+
+  @property
+  def num_params(self) -> int:
+    return self.selection.num_params
+
+  @property
+  def _num_net(self) -> int:
+    return len(tf.nest.flatten(self.model.probe))
+
+  @property
+  def map_network(self):
+    """The network at the point estimate (a callable, no sample dims)."""
+    return tf.nest.pack_sequence_as(self.model.probe,
+                                    self.params[:self._num_net])
+
+  @property
+  def latents(self):
+    names = self.part_names[self._num_net:]
+    return dict(zip(names, self.params[self._num_net:]))
+
+  def _theta(self) -> tf.Tensor:
+    return tf.concat([tf.reshape(tf.cast(self.params[i], tf.float64), [-1])
+                      for i in self.selection.indices], 0)
+
+  def _delta(self, prior_precision=None) -> tf.Tensor:
+    if prior_precision is None:
+      return tf.constant(self.prior_precision)
+    value = np.broadcast_to(np.asarray(prior_precision, np.float64),
+                            self.prior_precision.shape)
+    if not (np.all(np.isfinite(value)) and np.all(value > 0)):
+      raise ValueError(f"LaplaceResult: prior precisions must be finite and "
+                       f"> 0; got {prior_precision!r}.")
+    return tf.constant(value)
+
+  # -- the posterior --------------------------------------------------------
+  def log_marginal_likelihood(self, prior_precision=None) -> float:
+    """The Laplace estimate of `log p(y)` (MacKay 1992; as laplace-torch).
+
+    `log p(y | theta*) - 1/2 sum delta theta*^2 + 1/2 sum log delta
+    - 1/2 log det(H + diag(delta))`: the Gaussian integral of the posterior
+    around `theta*` with prior `N(0, 1/delta)` on the subset (the rest of
+    the network is held fixed). Exact for Bayesian linear regression when
+    `theta*` is the posterior mode under that prior.
+
+    Args:
+      prior_precision: A scalar or `[G]` per layer (default: the fitted).
+
+    Returns:
+      A float.
+    """
+    return float(self._lml(self._delta(prior_precision)))
+
+  def _lml(self, delta) -> tf.Tensor:
+    theta = self._theta()
+    d = self.structure.expand(delta)
+    return (self.log_likelihood - 0.5 * tf.reduce_sum(d * theta ** 2)
+            + 0.5 * tf.reduce_sum(tf.math.log(d))
+            - 0.5 * self.structure.logdet(delta))
+
+  def sample_parts(self, n: int, seed=0) -> List[tf.Tensor]:
+    """`n` draws of every network part, `[n, *shape]` (non-subset: tiled)."""
+    n = _validate.count(n, "n", "LaplaceResult.sample", minimum=1)
+    seed = tf.convert_to_tensor(stateless_seed(seed) if seed is not None
+                                else [0, 0])
+    flat = self.structure.sample_flat(n, self._delta(), seed)
+    devs = self.structure.split(flat)
+    parts = [tf.repeat(p[None], n, axis=0)
+             for p in self.params[:self._num_net]]
+    for j, i in enumerate(self.selection.indices):
+      parts[i] = parts[i] + tf.cast(devs[j], parts[i].dtype)
+    return parts
+
+  def sample(self, n: int, seed=0):
+    """`n` networks from the approximate posterior, like `net.sample(n)`.
+
+    Args:
+      n: Number of networks.
+      seed: Stateless seed (int or pair); the same seed gives the same
+        networks.
+
+    Returns:
+      A sampled network whose parameters have a leading dim `n`; call it on
+      `x [N, ...]` for `[n, N, *out]`.
+    """
+    return tf.nest.pack_sequence_as(self.model.probe,
+                                    self.sample_parts(n, seed))
+
+  # -- predictions ----------------------------------------------------------
+  def functional_variance(self, x, max_memory: int = 2 ** 26):
+    """The linearised network's mean and covariance at `x`.
+
+    Args:
+      x: `[N, *features]`.
+      max_memory: Bytes of per-example Jacobians held at once.
+
+    Returns:
+      `(f_mean [N, K], f_cov [N, K, K])`, K the flattened outputs per point.
+    """
+    x, _ = self.model.check_x(x)
+    net_parts = self.params[:self._num_net]
+    f_mean = tf.reshape(self.map_network(x), [int(x.shape[0]), -1])
+    k = int(f_mean.shape[-1])
+    per = (k * self.num_params + sum(int(tf.size(p)) for p in net_parts)
+           ) * net_parts[0].dtype.size
+    covs = []
+    identity = lambda f: tf.reshape(f, [tf.shape(f)[0], -1])
+    for sl in _curvature.chunks(int(x.shape[0]), per, max_memory):
+      jac = _ggn.per_example_jacobian(self.model.probe, net_parts,
+                                      self.selection.indices, x[sl], identity)
+      covs.append(self.structure.functional_cov(tf.cast(jac, tf.float64),
+                                                self._delta()))
+    return f_mean.numpy(), tf.concat(covs, 0).numpy()
+
+  def predict(self, x, pred_type: str = "glm", link_approx: str = "probit",
+              n_samples: int = 100, seed=0):
+    """The posterior predictive at `x`.
+
+    Args:
+      x: `[N, *features]`.
+      pred_type: "glm" (the network linearised at `theta*`, a Gaussian over
+        outputs) or "mc" (averages `n_samples` sampled networks).
+      link_approx: For "glm" with classes: "probit" (softmax/sigmoid of
+        `f / sqrt(1 + pi/8 var f)`, MacKay 1992) or "mc" (`n_samples`
+        draws of the Gaussian outputs).
+      n_samples: Monte Carlo draws.
+      seed: Stateless seed of the draws.
+
+    Returns:
+      Class probabilities `[N, K]` (Categorical), success probabilities
+      `[N, *out]` (Bernoulli), or a `Prediction(mean, variance)` (Normal).
+
+    Raises:
+      ValueError: For unknown `pred_type` / `link_approx`.
+    """
+    where = "LaplaceResult.predict"
+    if pred_type not in PRED_TYPES:
+      raise ValueError(f"{where}: `pred_type` must be one of {PRED_TYPES}; "
+                       f"got {pred_type!r}.")
+    if link_approx not in LINK_APPROX:
+      raise ValueError(f"{where}: `link_approx` must be one of "
+                       f"{LINK_APPROX}; got {link_approx!r}.")
+    n_samples = _validate.count(n_samples, "n_samples", where, minimum=1)
+    lik = self.model.likelihood
+    xt, out_shape = self.model.check_x(x)
+    n = int(xt.shape[0])
+    if pred_type == "mc":
+      f = self.sample(n_samples, seed)(xt)
+      return self._moments(f, out_shape)
+    mean, cov = self.functional_variance(xt)
+    var = np.diagonal(cov, axis1=1, axis2=2)
+    if isinstance(lik, _likelihoods.Normal):
+      s = float(_ggn.noise_scale(lik, self.latents, tf.float64))
+      return Prediction(mean.reshape((n,) + out_shape),
+                        (var + s * s).reshape((n,) + out_shape))
+    if link_approx == "probit":
+      kappa = 1. / np.sqrt(1. + math.pi / 8. * var)
+      logits = tf.constant(mean * kappa)
+      if isinstance(lik, _likelihoods.Bernoulli):
+        return tf.math.sigmoid(logits).numpy().reshape((n,) + out_shape)
+      return tf.nn.softmax(logits).numpy()
+    chol = tf.linalg.cholesky(tf.constant(cov) + 1e-10 * tf.eye(
+        cov.shape[-1], dtype=tf.float64))
+    seed = tf.convert_to_tensor(stateless_seed(seed) if seed is not None
+                                else [0, 0])
+    z = tf.random.stateless_normal([n_samples, n, cov.shape[-1], 1], seed,
+                                   dtype=tf.float64)
+    f = mean[None] + tf.squeeze(tf.matmul(chol, z), -1)
+    return self._moments(tf.reshape(f, (n_samples, n) + out_shape),
+                         out_shape)
+
+  def _moments(self, f, out_shape):
+    lik = self.model.likelihood
+    if isinstance(lik, _likelihoods.Normal):
+      s = float(_ggn.noise_scale(lik, self.latents, tf.float64))
+      f = tf.cast(f, tf.float64)
+      return Prediction(tf.reduce_mean(f, 0).numpy(),
+                        (tf.math.reduce_variance(f, 0) + s * s).numpy())
+    if isinstance(lik, _likelihoods.Bernoulli):
+      return tf.reduce_mean(tf.math.sigmoid(f), 0).numpy()
+    return tf.reduce_mean(tf.nn.softmax(f), 0).numpy()
+
+  def __repr__(self) -> str:
+    return (f"<LaplaceResult hessian={self.hessian!r}: {self.num_params} "
+            f"parameters in {len(self.subset)} parts, prior precision "
+            f"{np.round(self.prior_precision, 4).tolist()}>")
