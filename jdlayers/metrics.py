@@ -135,10 +135,18 @@ def brier(probs, labels, *, from_logits: bool = False) -> float:
   return float(np.mean(np.sum((p - onehot) ** 2, axis=-1)))
 
 
+def _edges(num_bins: int) -> np.ndarray:
+  """Bin edges `m / M`, each the correctly rounded double."""
+  return np.arange(num_bins + 1) / num_bins
+
+
 def _bin_index(conf: np.ndarray, num_bins: int) -> np.ndarray:
-  """Bin `m` (0-based) holds `(m / M, (m + 1) / M]`; 0 goes in bin 0."""
-  return np.clip(np.ceil(conf * num_bins).astype(np.int64) - 1, 0,
-                 num_bins - 1)
+  """Bin `m` (0-based) holds `(edge_m, edge_{m+1}]`; 0 goes in bin 0.
+
+  Exact comparisons against the edges (not `ceil(conf * M)`, whose product
+  rounds), so a confidence equal to an edge always falls in the lower bin.
+  """
+  return np.searchsorted(_edges(num_bins)[1:-1], conf, side="left")
 
 
 def _binned_gap(conf: np.ndarray, hit: np.ndarray, num_bins: int) -> float:
@@ -179,7 +187,7 @@ def reliability(probs, labels, num_bins: int = 15, *,
   with np.errstate(invalid="ignore", divide="ignore"):
     confidence = np.bincount(idx, conf, num_bins) / count
     acc = np.bincount(idx, hit, num_bins) / count
-  return {"edges": np.linspace(0., 1., num_bins + 1),
+  return {"edges": _edges(num_bins),
           "confidence": confidence, "accuracy": acc, "count": count}
 
 
