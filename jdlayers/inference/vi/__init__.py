@@ -18,6 +18,7 @@ from jdlayers.inference.vi._fit import History, fit
 from jdlayers.inference.vi._io import save_surrogate
 from jdlayers.inference.vi._kl import elementwise_kl
 from jdlayers.inference.vi._load import load_surrogate
+from jdlayers.inference.vi._schedules import cyclical, linear_warmup
 from jdlayers.inference.vi._surrogate import Surrogate
 
 __all__ = ["ELBOTerms", "ESTIMATORS", "History", "PartSpec", "Surrogate",

@@ -40,6 +40,11 @@ class PartSpec:
     role: "kernel", "bias" or "latent" (any other part).
     seed: Stateless seed of the initial values: a pair of ints or an int32
       tensor of shape `[2]` (symbolic when built inside a graph).
+    init: Optional initial value of the part (in its support, shape
+      `shape`), e.g. a MAP or deterministic fit's weights; builders start
+      their location there (MOPED, Krishnan et al. 2020).
+    init_scale: Optional initial scale, a positive tensor broadcastable to
+      `shape` (in unconstrained space for constrained parts).
   """
   name: str
   shape: Tuple[int, ...]
@@ -47,6 +52,8 @@ class PartSpec:
   bijector: tfb.Bijector
   role: str
   seed: Union[Tuple[int, int], tf.Tensor] = (0, 0)
+  init: Optional[tf.Tensor] = None
+  init_scale: Optional[tf.Tensor] = None
 
 
 def _is_identity(bijector) -> bool:
@@ -66,6 +73,33 @@ def _init_normal(spec: PartSpec, mean: float, stddev: float, salt: int):
   return init
 
 
+def _init_loc(spec: PartSpec, stddev: float):
+  """The initial unconstrained location: `spec.init` mapped back through the
+  bijector, or `N(0, stddev)` draws."""
+  if spec.init is None:
+    return _init_normal(spec, 0., stddev, 1)
+  value = spec.init
+  if spec.bijector is not None and not _is_identity(spec.bijector):
+    value = spec.bijector.inverse(value)
+  return lambda: tf.cast(value, spec.dtype)
+
+
+def _init_rho(spec: PartSpec, mean: float, stddev: float):
+  """The initial `rho` with `softplus(rho) + eps = spec.init_scale`, or
+  `N(mean, stddev)` draws."""
+  if spec.init_scale is None:
+    return _init_normal(spec, mean, stddev, 2)
+  eps = float(np.finfo(spec.dtype.as_numpy_dtype).eps)
+  scale = tf.broadcast_to(tf.cast(spec.init_scale, spec.dtype), spec.shape)
+  # softplus^-1 of a floored scale: MOPED's `delta * |w|` is 0 at w = 0.
+  floor = tf.cast(_MIN_INIT_SCALE, spec.dtype)
+  return lambda: tfp.math.softplus_inverse(tf.maximum(scale - eps, floor))
+
+
+# Smallest initial scale the builders set (above float32's eps).
+_MIN_INIT_SCALE = 1e-6
+
+
 def mean_field_normal(loc_stddev: float = 0.1,
                       untransformed_scale_mean: float = -3.0,
                       untransformed_scale_stddev: float = 0.1) -> Builder:
@@ -74,7 +108,9 @@ def mean_field_normal(loc_stddev: float = 0.1,
   Initial values follow `tfp.layers.default_mean_field_normal_fn`:
   `loc ~ N(0, loc_stddev)`, `rho ~ N(-3, 0.1)` (so the scale starts near
   0.05). Parts with a constrained support get the normal in unconstrained
-  space, pushed through the prior's event-space bijector.
+  space, pushed through the prior's event-space bijector. A part given an
+  initial value (`Surrogate(init=...)`) starts its location there, and
+  one given `init_scale` starts its scale there.
 
   Args:
     loc_stddev: Spread of the initial locations.
@@ -144,11 +180,10 @@ class MeanFieldNormal(_NamedBuilder):
 
   def __call__(self, spec: PartSpec, make_variable):
     c = self._config
-    loc = make_variable("loc", spec.shape,
-                        _init_normal(spec, 0., c["loc_stddev"], 1))
+    loc = make_variable("loc", spec.shape, _init_loc(spec, c["loc_stddev"]))
     rho = make_variable("untransformed_scale", spec.shape,
-                        _init_normal(spec, c["untransformed_scale_mean"],
-                                     c["untransformed_scale_stddev"], 2))
+                        _init_rho(spec, c["untransformed_scale_mean"],
+                                  c["untransformed_scale_stddev"]))
     eps = float(np.finfo(spec.dtype.as_numpy_dtype).eps)
     ndims = len(spec.shape)
 
@@ -170,7 +205,7 @@ class PointMass(_NamedBuilder):
 
   def __call__(self, spec: PartSpec, make_variable):
     loc = make_variable("loc", spec.shape,
-                        _init_normal(spec, 0., self._config["loc_stddev"], 1))
+                        _init_loc(spec, self._config["loc_stddev"]))
     ndims = len(spec.shape)
 
     def make():

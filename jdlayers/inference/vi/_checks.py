@@ -8,6 +8,8 @@ refused here with the argument and value named.
 
 from __future__ import annotations
 
+import numpy as np
+
 from jdlayers import _validate
 from jdlayers.inference.vi._surrogate import Surrogate
 
@@ -16,13 +18,14 @@ _WHERE = "vi.fit"
 
 def check_settings(*, surrogate, epochs, batch_size, optimizer,
                    learning_rate, num_samples, num_examples, analytic_kl,
-                   kl_weight, seed, shuffle, jit_compile, progress) -> None:
+                   kl_weight, temperature, seed, shuffle, jit_compile,
+                   progress) -> None:
   """Checks `vi.fit`'s settings (see its docstring for their meaning).
 
   Raises:
     TypeError: For a setting of the wrong kind.
     ValueError: For a count < 1, a learning rate <= 0, a negative KL
-      weight, or NaN/inf.
+      weight, a temperature <= 0, or NaN/inf.
   """
   for name, v in (("epochs", epochs), ("batch_size", batch_size),
                   ("num_samples", num_samples)):
@@ -31,7 +34,9 @@ def check_settings(*, surrogate, epochs, batch_size, optimizer,
     _validate.count(num_examples, "num_examples", _WHERE, minimum=1)
   if not callable(learning_rate):  # a Keras schedule is a callable
     _validate.positive(learning_rate, "learning_rate", _WHERE)
-  _validate.real(kl_weight, "kl_weight", _WHERE, low=0.)
+  if not callable(kl_weight):  # a schedule is checked by `kl_weights`
+    _validate.real(kl_weight, "kl_weight", _WHERE, low=0.)
+  _validate.positive(temperature, "temperature", _WHERE)
   _validate.boolean(analytic_kl, "analytic_kl", _WHERE)
   _validate.boolean(shuffle, "shuffle", _WHERE)
   _validate.boolean(jit_compile, "jit_compile", _WHERE, allow_none=True)
@@ -44,6 +49,36 @@ def check_settings(*, surrogate, epochs, batch_size, optimizer,
     raise TypeError(f"{_WHERE}: `optimizer` must be a Keras optimizer (with "
                     f"`apply_gradients`) or None; got "
                     f"{type(optimizer).__name__}.")
+
+
+def kl_weights(kl_weight, epochs: int) -> np.ndarray:
+  """The KL weight of each epoch of a fit: `[epochs]` float64.
+
+  A number is repeated; a schedule `fn(epoch)` is called on each 0-based
+  epoch, here, before training, so a bad value fails early. A `tf.Variable`
+  gives ones (`fit` multiplies by the variable in the step, so assigning
+  it between fits takes effect without retracing).
+
+  Raises:
+    TypeError: If the schedule returns a non-number.
+    ValueError: If it returns a negative, NaN or infinite weight, or
+      raises; the message names the schedule and the epoch.
+  """
+  if not callable(kl_weight):
+    if hasattr(kl_weight, "assign"):
+      return np.ones([epochs])
+    return np.full([epochs], float(np.asarray(kl_weight)))
+  out = np.empty([epochs])
+  for e in range(epochs):
+    try:
+      value = kl_weight(e)
+    except Exception as err:  # pylint: disable=broad-except
+      raise ValueError(f"{_WHERE}: the `kl_weight` schedule {kl_weight!r} "
+                      f"failed at epoch {e}: {err}") from err
+    if isinstance(value, np.generic):
+      value = value.item()
+    out[e] = _validate.real(value, f"kl_weight({e})", _WHERE, low=0.)
+  return out
 
 
 def check_unbatched(model, element) -> None:

@@ -11,6 +11,24 @@ the loss on the scale of a per-example NLL (comparable across datasets and
 batch sizes), and equals tfp.layers' recipe of
 `kernel_divergence_fn = kl / num_examples` with a mean-reduced loss. Multiply
 by `N` for the ELBO itself.
+
+Two knobs change the objective (both 1 for the ELBO):
+
+* `kl_weight` (beta) multiplies the whole KL:
+  `loss = nll + beta * KL / N`. This is likelihood tempering: the optimum is
+  the variational fit to `p(y | x, w)^(1 / beta) p(w)`.
+* `temperature` (T) tempers the whole posterior as Wenzel et al. (2020),
+  `p_T(w | D) ~ exp(-U(w) / T)` with `U = -sum_i log p(y_i | x_i, w) -
+  log p(w)`: minimising `KL(q || p_T)`, times `T / N`, gives
+
+      loss = nll + (E_q[-log p(w)] - T * H(q)) / N
+           = nll + (KL + (1 - T) * H(q)) / N,
+
+  so `T` multiplies only the entropy `H(q)` of the surrogate: `T < 1` (a
+  cold posterior) narrows q, `T > 1` widens it. Unlike `kl_weight`, it
+  leaves the prior's weight against the data unchanged (at a point mass
+  both are MAP). With both, `loss = nll + beta * (KL + (1 - T) H(q)) / N`.
+  The reported `kl` is always the plain `KL(q || p)` estimate.
 """
 
 from __future__ import annotations
@@ -22,7 +40,8 @@ import tensorflow_probability as tfp
 
 
 class ELBOTerms(NamedTuple):
-  """One minibatch estimate: `loss = nll + kl_weight * kl / num_examples`."""
+  """One minibatch estimate: `loss = nll + kl_weight * kl / num_examples`
+  (with `temperature` T != 1, `kl + (1 - T) * H(q)` in place of `kl`)."""
   loss: tf.Tensor
   nll: tf.Tensor
   kl: tf.Tensor
@@ -30,7 +49,8 @@ class ELBOTerms(NamedTuple):
 
 def elbo_terms(surrogate, x, y, *, num_examples: int, estimator="flipout",
                num_samples: int = 1, seed=None, analytic_kl: bool = True,
-               kl_weight: float = 1.0, mask=None) -> ELBOTerms:
+               kl_weight=1.0, mask=None, temperature: float = 1.0
+               ) -> ELBOTerms:
   """Minibatch estimate of the per-example negative ELBO and its parts.
 
   Args:
@@ -42,9 +62,12 @@ def elbo_terms(surrogate, x, y, *, num_examples: int, estimator="flipout",
     num_samples: Monte Carlo draws averaged per step.
     seed: Stateless seed pair.
     analytic_kl: Use closed-form KL terms where available.
-    kl_weight: Multiplies the KL term (1 for the ELBO; < 1 to anneal).
+    kl_weight: Multiplies the KL term (1 for the ELBO; < 1 to anneal): a
+      number or a scalar tensor (a tensor is not baked into a graph).
     mask: Optional `[B]` 0/1 weights: padded examples (0) are left out of
       the batch mean, so a padded last batch gives the same estimate.
+    temperature: Posterior temperature T > 0 (module docstring): scales the
+      surrogate's entropy in the loss; 1 for the ELBO.
 
   Returns:
     `ELBOTerms(loss, nll, kl)`: scalars; `nll` is the batch mean negative
@@ -68,12 +91,15 @@ def elbo_terms(surrogate, x, y, *, num_examples: int, estimator="flipout",
     mask = tf.cast(mask, lp.dtype)
     count = tf.reduce_sum(mask) * (num_samples if shape else 1)
     nll = -tf.reduce_sum(lp * mask) / count
-  if num_samples > 1:
-    kls = [surrogate.kl_divergence(analytic=analytic_kl,
-                                   parts=[p[i] for p in parts])
-           for i in range(num_samples)]
-    kl = tf.add_n(kls) / num_samples
-  else:
-    kl = surrogate.kl_divergence(analytic=analytic_kl, parts=parts)
-  loss = nll + tf.cast(kl_weight / num_examples, nll.dtype) * kl
+  draws = ([[p[i] for p in parts] for i in range(num_samples)] if shape
+           else [parts])
+  kl = tf.add_n([surrogate.kl_divergence(analytic=analytic_kl, parts=z)
+                 for z in draws]) / len(draws)
+  divergence = kl
+  if temperature != 1:  # a Python float: T = 1 adds nothing to the graph
+    entropy = tf.add_n([surrogate.entropy(parts=z) for z in draws]) / len(
+        draws)
+    divergence = kl + tf.cast(1. - temperature, kl.dtype) * entropy
+  weight = tf.cast(kl_weight, nll.dtype) / num_examples
+  loss = nll + weight * tf.cast(divergence, nll.dtype)
   return ELBOTerms(loss, nll, kl)

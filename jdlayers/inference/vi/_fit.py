@@ -43,8 +43,8 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
         estimator: Union[str, Dict[str, str]] = "flipout", epochs: int = 10,
         batch_size: int = 32, optimizer=None, learning_rate: float = 1e-3,
         num_samples: int = 1, num_examples: Optional[int] = None,
-        analytic_kl: bool = True, kl_weight: float = 1.0, seed=0,
-        shuffle: bool = True, jit_compile: Optional[bool] = None,
+        analytic_kl: bool = True, kl_weight=1.0, temperature: float = 1.0,
+        seed=0, shuffle: bool = True, jit_compile: Optional[bool] = None,
         progress: Union[bool, Callable] = True, **surrogate_kwargs
         ) -> Surrogate:
   """Fits a variational posterior to `model` given data, by minibatch SVI.
@@ -67,7 +67,17 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
     num_samples: Monte Carlo draws per step.
     num_examples: Dataset size `N` for KL scaling (default: counted).
     analytic_kl: Use closed-form KL terms where TFP has them.
-    kl_weight: Multiplies the KL term (1 is the ELBO).
+    kl_weight: Multiplies the KL term (1 is the ELBO): a number >= 0, a
+      `tf.Variable` (read at every step), or a schedule `fn(epoch) ->
+      float` of this call's 0-based epoch, e.g. `vi.linear_warmup(20)`
+      (KL annealing; see `jdlayers.vi.linear_warmup`). The weights go into
+      the compiled step as a tensor: a schedule does not retrace it.
+    temperature: Posterior temperature T > 0 (Wenzel et al. 2020): the fit
+      targets `p(w | D)^(1/T)`, which multiplies the surrogate's entropy
+      by T in the loss, `nll + kl_weight * (KL + (1 - T) H(q)) / N`. T < 1
+      is a cold posterior (narrower q), 1 the ELBO. Unlike `kl_weight`,
+      it leaves the prior's weight against the data unchanged (see
+      `jdlayers.vi.elbo_terms`).
     seed: Stateless seed of initial values, shuffling and estimator noise.
     shuffle: Reshuffle arrays every epoch.
     jit_compile: Compile the training loop with XLA. None (default) does so
@@ -82,7 +92,8 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
 
   Raises:
     TypeError, ValueError: For invalid data or settings, before training
-      (e.g. `learning_rate <= 0`, `kl_weight < 0`, an unbatched dataset).
+      (e.g. `learning_rate <= 0`, `kl_weight < 0`, a schedule returning
+      NaN at some epoch, `temperature <= 0`, an unbatched dataset).
 
   #### Example
 
@@ -103,8 +114,11 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
       surrogate=surrogate, epochs=epochs, batch_size=batch_size,
       optimizer=optimizer, learning_rate=learning_rate,
       num_samples=num_samples, num_examples=num_examples,
-      analytic_kl=analytic_kl, kl_weight=kl_weight, seed=seed,
-      shuffle=shuffle, jit_compile=jit_compile, progress=progress)
+      analytic_kl=analytic_kl, kl_weight=kl_weight, temperature=temperature,
+      seed=seed, shuffle=shuffle, jit_compile=jit_compile, progress=progress)
+  weights = _checks.kl_weights(kl_weight, epochs)
+  # A variable weight is read in the step (assignments need no retrace).
+  live_weight = kl_weight if hasattr(kl_weight, "assign") else 1.
   if isinstance(estimator, str):
     _estimators.canonical(estimator, "vi.fit")
   else:
@@ -115,7 +129,7 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   elif surrogate.model is not model:
     raise ValueError("vi.fit: `surrogate` was built for another model.")
   feed = _feeder(model, x, y, batch_size, shuffle, seed, num_examples,
-                 epochs)
+                 weights.astype(surrogate.dtype.as_numpy_dtype))
   n = feed.num_examples
   if optimizer is None:
     import keras  # pylint: disable=g-import-not-at-top
@@ -125,7 +139,7 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
     optimizer.build(variables)  # slots must exist before the loop is traced
   run_seed = tf.convert_to_tensor(stateless_seed(seed), tf.int32)
 
-  def run(xs, ys, masks, step0):
+  def run(xs, ys, masks, kl_weights, step0):
     """Up to `T` training steps in one compiled loop.
 
     A step whose loss terms or gradients are not finite ends the loop (it
@@ -144,7 +158,9 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
             num_samples=num_samples,
             seed=tf.random.experimental.stateless_fold_in(run_seed,
                                                           step0 + i),
-            analytic_kl=analytic_kl, kl_weight=kl_weight, mask=masks[i])
+            analytic_kl=analytic_kl, kl_weight=kl_weights[i] * tf.cast(
+                live_weight, kl_weights.dtype),
+            mask=masks[i], temperature=temperature)
       grads = tape.gradient(terms.loss, variables)
       row = tf.stack(list(terms))
       bad_grads = tf.stack([
@@ -267,7 +283,8 @@ def _listed(names) -> str:
 @dataclasses.dataclass
 class _Block:
   """Several epochs of batches, fed to one compiled call."""
-  tensors: tuple          # xs [T, B, ...], ys [T, B, ...], masks [T, B]
+  tensors: tuple          # xs [T, B, ...], ys [T, B, ...], masks [T, B],
+                          # KL weights [T]
   epochs: List[int]       # the epochs that end in this block
   ends: List[int]         # the row after each of those epochs' last step
 
@@ -284,11 +301,15 @@ _STEPS_PER_CALL = 100
 _MAX_BLOCK_ELEMENTS = 2 ** 24
 
 
-def _feeder(model, x, y, batch_size, shuffle, seed, num_examples, epochs
+def _feeder(model, x, y, batch_size, shuffle, seed, num_examples, weights
             ) -> _Feeder:
-  """Validates the data; returns the dataset size and a block iterator."""
+  """Validates the data; returns the dataset size and a block iterator.
+
+  `weights` are the `[epochs]` KL weights; each step gets its epoch's.
+  """
+  epochs = len(weights)
   if isinstance(x, tf.data.Dataset):
-    return _dataset_feeder(model, x, y, num_examples, epochs)
+    return _dataset_feeder(model, x, y, num_examples, weights)
   if y is None:
     raise ValueError("vi.fit: y is required with array inputs.")
   xt, out_shape = model.check_x(x)
@@ -322,15 +343,16 @@ def _feeder(model, x, y, batch_size, shuffle, seed, num_examples, epochs
         m[n:] = 0.
         mask.append(m.reshape(per_epoch, b))
       idx = np.concatenate(idx)
+      kl_w = np.repeat(weights[e0:e0 + per_block], per_epoch)
       yield _Block((tf.constant(x_np[idx]), tf.constant(y_np[idx]),
-                    tf.constant(np.concatenate(mask))),
+                    tf.constant(np.concatenate(mask)), tf.constant(kl_w)),
                    list(range(e0, e0 + per_block)),
                    [per_epoch * k for k in range(1, per_block + 1)])
   return _Feeder(_check_n(n if num_examples is None else num_examples),
                  blocks)
 
 
-def _dataset_feeder(model, dataset, y, num_examples, epochs) -> _Feeder:
+def _dataset_feeder(model, dataset, y, num_examples, weights) -> _Feeder:
   if y is not None:
     raise ValueError("vi.fit: pass y=None when x is a tf.data.Dataset of "
                      "(x, y) batches.")
@@ -349,7 +371,7 @@ def _dataset_feeder(model, dataset, y, num_examples, epochs) -> _Feeder:
 
   def blocks():
     # One step per call: a dataset streams, so its batches are not stacked.
-    for epoch in range(epochs):
+    for epoch in range(len(weights)):
       # One batch of lookahead marks the epoch's last batch without holding
       # the epoch in memory.
       it = iter(dataset)
@@ -359,7 +381,8 @@ def _dataset_feeder(model, dataset, y, num_examples, epochs) -> _Feeder:
         xb, yb = batch
         yb = model.likelihood.check_y(np.asarray(yb), out_shape, dtype)
         tensors = (tf.cast(xb, dtype)[None], tf.convert_to_tensor(yb)[None],
-                   tf.ones([1, int(tf.shape(xb)[0])], tf.float32))
+                   tf.ones([1, int(tf.shape(xb)[0])], tf.float32),
+                   tf.constant(weights[epoch:epoch + 1]))
         last = following is None
         yield _Block(tensors, [epoch] if last else [], [1] if last else [])
         batch = following

@@ -52,6 +52,19 @@ def _kl_term(q: tfd.Distribution, p: tfd.Distribution, z, analytic: bool):
 
 
 @tf.autograph.experimental.do_not_convert
+def entropy_term(q: tfd.Distribution, z):
+  """One part's entropy `H(q)`: exact for a normal surrogate, else the
+  one-sample estimate `-log q(z)`; 0 for a point mass, whose (minus
+  infinite) entropy is a constant left out as in its KL term."""
+  qn = _builders.normal_params(q)
+  if qn is not None and qn[1] is None:
+    return tf.zeros([], z.dtype)
+  if qn is not None:
+    return tf.reduce_sum(tfd.Normal(*qn).entropy())
+  return -tf.reduce_sum(q.log_prob(z))
+
+
+@tf.autograph.experimental.do_not_convert
 def elementwise_kl(q_base: tfd.Distribution, p: tfd.Distribution):
   """Exact `KL(Independent(q_base) || p)` for i.i.d./independent priors, or
   None when TFP has no closed form (or the shapes do not line up)."""

@@ -22,8 +22,9 @@ from jdlayers import _state
 from jdlayers import _validate
 from jdlayers.compose._base import Composite
 from jdlayers.inference import _predictive
-from jdlayers.inference.vi import _builders, _estimators, _io
-from jdlayers.inference.vi._kl import _kl_term, prior_components
+from jdlayers.inference.vi import _builders, _estimators, _init, _io
+from jdlayers.inference.vi._kl import (_kl_term, entropy_term,
+                                       prior_components)
 from jdlayers.layers import _base
 from jdlayers.models._model import Model
 from jdlayers.models._posterior import Posterior, _part_names
@@ -56,6 +57,16 @@ class Surrogate(tf.Module):
       parents' values, `z` the draw; non-scalar results are summed), as
       tfp.layers' `kernel_divergence_fn`; first match wins.
     seed: Stateless seed of the initial values.
+    init: Optional point estimate to start the means at (MOPED-style, see
+      `jdlayers.vi` docs): a sampled network with the structure of
+      `network.sample()` (e.g. a MAP fit's), a fitted `Surrogate` (its
+      means; e.g. `vi.fit(..., point_mass=True)`), a list of one value per
+      part, or a dict from part names to values (others keep the default).
+      Values lie in each part's support.
+    init_scale: Optional initial scale of the normal parts: a number > 0 for
+      every part, or `fn(value) -> scale` for the parts given an `init`
+      value (MOPED: `lambda w: 0.1 * abs(w)`; floored at 1e-6). Default:
+      the builder's (about 0.05).
     make_variable: Optional `(name, shape, dtype, initializer) -> variable`
       (Keras layers pass `add_weight`); default makes `tf.Variable`s.
     name: Module name.
@@ -67,6 +78,8 @@ class Surrogate(tf.Module):
 
   Raises:
     TypeError: If `target` is neither a `Model` nor a layer distribution.
+    ValueError: If `init` does not match the parts (count, names, shapes)
+      or holds non-finite values, or a scale is not > 0.
 
   #### Example
 
@@ -93,7 +106,7 @@ class Surrogate(tf.Module):
                default: Optional[Callable] = None, seed=0,
                make_variable: Optional[Callable] = None,
                divergence_fns: Optional[Mapping[str, Callable]] = None,
-               name: str = "Surrogate"):
+               init=None, init_scale=None, name: str = "Surrogate"):
     super().__init__(name=re.sub(r"\W", "_", name))
     # What `save` needs to rebuild this surrogate (see `vi._io`).
     self._options = dict(point_mass=point_mass, builders=builders,
@@ -121,19 +134,23 @@ class Surrogate(tf.Module):
         tuple(p.event_shape) for p in latent_priors.values()]
     self.dtype = net_parts[0].dtype
     seed = tf.convert_to_tensor(_base.stateless_seed(seed), tf.int32)
+    inits = _init.part_values(init, self.part_names, shapes,
+                              self._num_net_parts, self.dtype)
+    scales = _init.part_scales(init_scale, inits, self.part_names,
+                               self.dtype)
     default = default or _builders.mean_field_normal()
     make_variable = make_variable or _tf_variable
     self.specs: List[_builders.PartSpec] = []
     self._makers = []
     self._variables: Dict[str, tf.Variable] = {}
-    for i, (pname, shape, bij) in enumerate(zip(self.part_names, shapes,
-                                                self.bijectors)):
+    for i, (pname, shape, bij, value, scale) in enumerate(zip(
+        self.part_names, shapes, self.bijectors, inits, scales)):
       role = (_ROLES.get(pname.rsplit("/", 1)[-1], "latent")
               if i < self._num_net_parts else "latent")
       # A seed tensor, not Python ints: construction also runs in graphs.
       spec = _builders.PartSpec(
           pname, shape, self.dtype, bij, role,
-          tf.random.experimental.stateless_fold_in(seed, i))
+          tf.random.experimental.stateless_fold_in(seed, i), value, scale)
       builder = _builders.select_builder(spec, builders, point_mass, default)
 
       def make_var(vname, vshape, initializer, _p=pname):
@@ -284,6 +301,26 @@ class Surrogate(tf.Module):
                     self._latent_priors.values()):
       total += self._part_kl(i, dists[i], p, parts[i], analytic)
     return total
+
+  def entropy(self, seed=None, parts: Optional[Sequence] = None
+              ) -> tf.Tensor:
+    """`H(q)` over all parts: exact for normal parts, else `-log q(z)`.
+
+    Point-mass parts contribute 0 (their entropy is a constant, left out as
+    in `kl_divergence`). `elbo_terms` uses it for the temperature.
+
+    Args:
+      seed: Stateless seed of the draw `z` (for non-normal parts).
+      parts: Optional draw `z` (list of parts without sample dims).
+
+    Returns:
+      A scalar.
+    """
+    dists = self.distributions()
+    if parts is None:
+      parts = self.sample_parts((), seed=seed)
+    return tf.add_n([tf.cast(entropy_term(d, z), self.dtype)
+                     for d, z in zip(dists, parts)])
 
   def _part_kl(self, i: int, q, p, z, analytic: bool) -> tf.Tensor:
     fn = self._divergence_fns[i]
