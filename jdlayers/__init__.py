@@ -16,7 +16,7 @@ from jdlayers.layers import (Affine, AffineLayer, AvgPool1D, AvgPool2D,
                              MaxPool2D, MaxPool3D, Pool, PoolLayer,
                              SampledLayer, StaticLayer)
 from jdlayers._state import event_space_bijectors
-from jdlayers.inference import mcmc, vi
+from jdlayers.inference import laplace, mcmc, vi
 
 __version__ = "0.1.0"
 
@@ -29,7 +29,7 @@ __all__ = [
     "Parallel", "ParallelLayer", "Pool", "PoolLayer", "Residual",
     "ResidualLayer", "SampledLayer", "Sequential", "SequentialLayer",
     "StaticLayer", "__version__", "diagnostics", "event_space_bijectors", "io",
-    "keras", "mcmc", "metrics", "models", "ops", "priors", "vi",
+    "keras", "laplace", "mcmc", "metrics", "models", "ops", "priors", "vi",
 ]
 
 

@@ -16,7 +16,7 @@ EXPECTED = [
     "Parallel", "ParallelLayer", "Pool", "PoolLayer", "Residual",
     "ResidualLayer", "SampledLayer", "Sequential", "SequentialLayer",
     "StaticLayer", "__version__", "diagnostics", "event_space_bijectors", "io",
-    "keras", "mcmc", "metrics", "models", "ops", "priors", "vi",
+    "keras", "laplace", "mcmc", "metrics", "models", "ops", "priors", "vi",
 ]
 
 

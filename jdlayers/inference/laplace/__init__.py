@@ -15,7 +15,8 @@ approximation.
 """
 
 from jdlayers.inference.laplace._fit import fit
+from jdlayers.inference.laplace._load import load
 from jdlayers.inference.laplace._map import map_estimate
 from jdlayers.inference.laplace._result import LaplaceResult, Prediction
 
-__all__ = ["LaplaceResult", "Prediction", "fit", "map_estimate"]
+__all__ = ["LaplaceResult", "Prediction", "fit", "load", "map_estimate"]

@@ -162,14 +162,21 @@ def _parse_prior(value, selection, where):
 def _tune(result: LaplaceResult, per_layer: bool) -> np.ndarray:
   """Maximises the Laplace marginal likelihood in log prior precision."""
   g = len(result.prior_precision)
+  # Per parameter, so that L-BFGS' first step (the gradient) stays O(1) in
+  # log precision: unscaled, it is O(P) and overflows `exp`.
+  scale = 1. / result.num_params
 
   def loss(eta):
     delta = tf.exp(eta) if per_layer else tf.fill([g], tf.exp(eta[0]))
-    return -result._lml(delta)  # pylint: disable=protected-access
+    return -scale * result._lml(delta)  # pylint: disable=protected-access
 
   start = tf.zeros([g if per_layer else 1], tf.float64)
   opt = tfp.optimizer.lbfgs_minimize(
       lambda e: tfp.math.value_and_gradient(loss, e), start,
-      tolerance=1e-12, f_relative_tolerance=1e-14, max_iterations=500)
+      tolerance=1e-14, f_relative_tolerance=1e-15, max_iterations=500)
+  if opt.failed.numpy() or not np.all(np.isfinite(opt.position.numpy())):
+    raise RuntimeError("laplace.fit: tuning the prior precision by the "
+                       "marginal likelihood failed (L-BFGS did not converge); "
+                       "pass a fixed prior_precision.")
   eta = opt.position.numpy()
   return np.exp(eta) if per_layer else np.full(g, np.exp(eta[0]))

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from jdlayers import _validate
-from jdlayers.inference.laplace import _curvature, _ggn
+from jdlayers.inference.laplace import _curvature, _ggn, _io
 from jdlayers.layers._base import stateless_seed
 from jdlayers.models import _likelihoods
 
@@ -247,6 +247,34 @@ class LaplaceResult:
     if isinstance(lik, _likelihoods.Bernoulli):
       return tf.reduce_mean(tf.math.sigmoid(f), 0).numpy()
     return tf.reduce_mean(tf.nn.softmax(f), 0).numpy()
+
+  # -- files --------------------------------------------------------------
+  def save(self, path, overwrite: bool = False) -> str:
+    """Saves the result to a pickle-free jdlayers file, atomically.
+
+    The file holds every part at the point estimate, the curvature, the
+    prior precisions, `log p(y | theta*)` and the model's configuration
+    (when `jdlayers.io` can serialise it; else `load` needs the model).
+    About `4 * params + structure bytes` (see `fit`); no data.
+
+    Args:
+      path: Destination, e.g. "la.jdl.npz".
+      overwrite: Replace an existing file.
+
+    Returns:
+      The path written.
+
+    Raises:
+      FileExistsError: If `path` exists and `overwrite` is False.
+
+    #### Example
+
+    ```python
+    la.save("la.jdl.npz")
+    same = jdl.laplace.load("la.jdl.npz")
+    ```
+    """
+    return _io.save(self, path, overwrite=overwrite)
 
   def __repr__(self) -> str:
     return (f"<LaplaceResult hessian={self.hessian!r}: {self.num_params} "
