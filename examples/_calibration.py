@@ -1,22 +1,19 @@
-"""Classification metrics for the examples: accuracy, NLL, calibration.
+"""Calibration and OOD figures for the examples; every number from jdl.metrics.
 
-Numpy only (plus matplotlib, on the Agg backend, for the diagram), so any
-model's predicted class probabilities can be scored the same way: a Bayesian
-network's posterior predictive, a Keras model's softmax, a baseline's.
-
-Calibration follows Guo et al. (2017), "On Calibration of Modern Neural
-Networks": the *top-label* confidence `max_k p_k` of each example is put in
-one of `num_bins` equal-width bins over `[0, 1]` (bin `m` holds confidences in
-`((m - 1) / M, m / M]`, the first bin also holds 0), and the expected
-calibration error is the count-weighted mean gap between each bin's accuracy
-and its mean confidence.
+Plotting only (matplotlib on the Agg backend): the accuracies, ECEs,
+reliability bins, AUROCs and FPRs drawn here all come from `jdlayers.metrics`,
+so a figure and the library report the same numbers. `probs` can be `[N, K]`
+class probabilities or `[S, N, K]` per-draw ones (scored as their mean over
+`S`, the posterior predictive), as everywhere in `jdl.metrics`.
 
 #### Example
 
 ```python
-probs = model_probs(x_test)                # [N, K], rows sum to 1
-print(accuracy(probs, y_test), nll(probs, y_test), ece(probs, y_test))
+probs = model_probs(x_test)                # [N, K] or [S, N, K]
 reliability_diagram({"BNN": (probs, y_test)}, "out/reliability.png")
+ood_histogram({"BNN": (jdl.metrics.predictive_entropy(probs),
+                       jdl.metrics.predictive_entropy(probs_ood))},
+              "out/ood.png")
 ```
 """
 
@@ -27,103 +24,18 @@ from typing import Mapping, Tuple
 
 import numpy as np
 
-__all__ = ["accuracy", "nll", "ece", "reliability", "merge_sparse_bins",
-           "reliability_diagram"]
+import jdlayers as jdl
 
+__all__ = ["merge_sparse_bins", "reliability_diagram", "ood_histogram"]
 
-def _check(probs, labels) -> Tuple[np.ndarray, np.ndarray]:
-  """`probs` as float64 `[N, K]` and `labels` as int `[N]`, or ValueError."""
-  probs = np.asarray(probs, np.float64)
-  labels = np.asarray(labels)
-  if probs.ndim != 2:
-    raise ValueError(f"`probs` must be [N, K] class probabilities; got shape "
-                     f"{probs.shape}.")
-  if labels.ndim == 2 and labels.shape[1] == 1:
-    labels = labels[:, 0]
-  if labels.shape != probs.shape[:1]:
-    raise ValueError(f"`labels` must be [N] (N={probs.shape[0]}) to match "
-                     f"`probs` {probs.shape}; got shape {labels.shape}.")
-  if not np.issubdtype(labels.dtype, np.integer):
-    if not np.all(labels == np.round(labels)):
-      raise ValueError("`labels` must be integer class indices.")
-    labels = labels.astype(np.int64)
-  if labels.size and (labels.min() < 0 or labels.max() >= probs.shape[1]):
-    raise ValueError(f"`labels` must lie in [0, {probs.shape[1]}); got range "
-                     f"[{labels.min()}, {labels.max()}].")
-  return probs, labels
-
-
-def accuracy(probs, labels) -> float:
-  """Fraction of examples whose most probable class is the label.
-
-  Args:
-    probs: `[N, K]` predicted class probabilities.
-    labels: `[N]` integer class labels.
-
-  Returns:
-    The accuracy in `[0, 1]`.
-  """
-  probs, labels = _check(probs, labels)
-  return float(np.mean(np.argmax(probs, axis=-1) == labels))
-
-
-def nll(probs, labels, eps: float = 1e-12) -> float:
-  """Mean negative log-likelihood `-mean(log p[label])`, in nats.
-
-  Args:
-    probs: `[N, K]` predicted class probabilities.
-    labels: `[N]` integer class labels.
-    eps: floor for a label's probability, so a confidently wrong
-      prediction costs `-log(eps)` rather than infinity.
-
-  Returns:
-    The mean NLL per example.
-  """
-  probs, labels = _check(probs, labels)
-  p = probs[np.arange(len(labels)), labels]
-  return float(-np.mean(np.log(np.maximum(p, eps))))
-
-
-def _bin_index(conf: np.ndarray, num_bins: int) -> np.ndarray:
-  """Bin `m` (0-based) holds `(m / M, (m + 1) / M]`; 0 goes in bin 0."""
-  return np.clip(np.ceil(conf * num_bins).astype(np.int64) - 1, 0,
-                 num_bins - 1)
-
-
-def reliability(probs, labels, num_bins: int = 15) -> dict:
-  """Per-bin top-label confidence, accuracy and count.
-
-  Args:
-    probs: `[N, K]` predicted class probabilities.
-    labels: `[N]` integer class labels.
-    num_bins: number of equal-width confidence bins over `[0, 1]`.
-
-  Returns:
-    A dict of numpy arrays, each `[num_bins]`: `edges` (`[num_bins + 1]`
-    bin edges), `confidence` (mean top-label confidence of the bin),
-    `accuracy` (fraction correct in the bin) and `count` (examples in the
-    bin). Empty bins have count 0 and NaN confidence and accuracy.
-
-  Raises:
-    ValueError: if the shapes disagree, a label is out of range or
-      `num_bins < 1`.
-  """
-  if int(num_bins) < 1:
-    raise ValueError(f"`num_bins` (={num_bins}) must be at least 1.")
-  probs, labels = _check(probs, labels)
-  conf = probs.max(axis=-1)
-  correct = (probs.argmax(axis=-1) == labels).astype(np.float64)
-  idx = _bin_index(conf, num_bins)
-  count = np.bincount(idx, minlength=num_bins)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    confidence = np.bincount(idx, conf, num_bins) / count
-    acc = np.bincount(idx, correct, num_bins) / count
-  return {"edges": np.linspace(0., 1., num_bins + 1), "confidence": confidence,
-          "accuracy": acc, "count": count}
+# Transitional: examples/vi_digits_cnn.py still calls these three names (they
+# are jdl.metrics' own functions, no copies). Delete once it calls jdl.metrics.
+accuracy, nll, ece = jdl.metrics.accuracy, jdl.metrics.nll, jdl.metrics.ece
 
 
 def merge_sparse_bins(r: dict, min_count: int) -> dict:
-  """Merges adjacent bins of `reliability` until each holds `min_count`.
+  """Merges adjacent bins of `jdl.metrics.reliability` until each holds
+  `min_count`.
 
   A bin with a handful of examples has an accuracy too noisy to read (one
   example more or less moves it by tens of percent), so a diagram drawn from
@@ -134,7 +46,7 @@ def merge_sparse_bins(r: dict, min_count: int) -> dict:
   computes directly on the wider bin).
 
   Args:
-    r: the dict returned by `reliability`.
+    r: the dict returned by `jdl.metrics.reliability`.
     min_count: fewest examples per merged bin (>= 1).
 
   Returns:
@@ -172,28 +84,6 @@ def merge_sparse_bins(r: dict, min_count: int) -> dict:
           for k, v in out.items()}
 
 
-def ece(probs, labels, num_bins: int = 15) -> float:
-  """Expected calibration error of the top-label confidence.
-
-  `ECE = sum_m (n_m / N) * |acc_m - conf_m|` over the equal-width bins `m`
-  of `reliability`; empty bins contribute nothing.
-
-  Args:
-    probs: `[N, K]` predicted class probabilities.
-    labels: `[N]` integer class labels.
-    num_bins: number of equal-width confidence bins over `[0, 1]`.
-
-  Returns:
-    The ECE in `[0, 1]` (0 for a perfectly calibrated model, up to
-    binning and sampling noise).
-  """
-  r = reliability(probs, labels, num_bins)
-  n = r["count"]
-  keep = n > 0
-  gaps = np.abs(r["accuracy"][keep] - r["confidence"][keep])
-  return float(np.sum(n[keep] * gaps) / max(int(n.sum()), 1))
-
-
 def reliability_diagram(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]],
                         path, num_bins: int = 15,
                         title: str = "Reliability diagram",
@@ -209,7 +99,8 @@ def reliability_diagram(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]],
   panel shows how the examples spread over the equal-width bins.
 
   Args:
-    curves: `{name: (probs, labels)}`, `probs` `[N, K]`, `labels` `[N]`.
+    curves: `{name: (probs, labels)}`, `probs` `[N, K]` or `[S, N, K]`,
+      `labels` `[N]`.
     path: output file; its parent directory must exist.
     num_bins: number of equal-width confidence bins.
     title: figure title.
@@ -231,11 +122,12 @@ def reliability_diagram(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]],
   edges = np.linspace(0., 1., num_bins + 1)
   width = (edges[1] - edges[0]) / (len(curves) + 1)
   for i, (name, (probs, labels)) in enumerate(curves.items()):
-    r = reliability(probs, labels, num_bins)
+    r = jdl.metrics.reliability(probs, labels, num_bins)
     total = int(r["count"].sum())
     merged = merge_sparse_bins(r, max(1, int(np.ceil(min_fraction * total))))
-    label = (f"{name}: acc {100 * accuracy(probs, labels):.1f}%, "
-             f"ECE {100 * ece(probs, labels, num_bins):.2f}%")
+    acc = jdl.metrics.accuracy(probs, labels)
+    err = jdl.metrics.ece(probs, labels, num_bins)
+    label = f"{name}: acc {100 * acc:.1f}%, ECE {100 * err:.2f}%"
     sizes = 12 + 120 * merged["count"] / total
     ax.plot(merged["confidence"], merged["accuracy"], color=f"C{i}", lw=1.5,
             label=label)
@@ -258,6 +150,59 @@ def reliability_diagram(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]],
   hist.set_yscale("log")
   hist.set_xlabel("top-label confidence")
   hist.set_ylabel("fraction")
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def ood_histogram(scores: Mapping[str, Tuple[np.ndarray, np.ndarray]], path,
+                  xlabel: str = "predictive entropy (nats)",
+                  title: str = "In-distribution vs out-of-distribution",
+                  num_bins: int = 30) -> pathlib.Path:
+  """Writes a PNG of OOD scores, one panel per model, in and out overlaid.
+
+  Each panel shows the density of the score (higher = more likely OOD, as
+  `jdl.metrics.predictive_entropy`) on in-distribution and OOD inputs over
+  shared bins, with `jdl.metrics.ood_auroc` and `fpr_at_95_tpr` in its
+  title.
+
+  Args:
+    scores: `{name: (scores_in, scores_out)}`, each a vector `[N_in]`,
+      `[N_out]` of one model's scores.
+    path: output file; its parent directory must exist.
+    xlabel: what the score is.
+    title: figure title.
+    num_bins: histogram bins per panel.
+
+  Returns:
+    `path`, as a `pathlib.Path`.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  path = pathlib.Path(path)
+  fig, axes = plt.subplots(1, len(scores), figsize=(4 * len(scores), 3.2),
+                           sharey=False, squeeze=False,
+                           constrained_layout=True)
+  for ax, (name, (s_in, s_out)) in zip(axes[0], scores.items()):
+    auroc = jdl.metrics.ood_auroc(s_in, s_out)
+    fpr = jdl.metrics.fpr_at_95_tpr(s_in, s_out)
+    s_in, s_out = np.asarray(s_in, float), np.asarray(s_out, float)
+    both = np.concatenate([s_in, s_out])
+    # A constant score (every input alike) still gets one visible bin.
+    lo, hi = both.min(), max(both.max(), both.min() + 1e-6)
+    bins = np.linspace(lo, hi, num_bins + 1)
+    ax.hist(s_in, bins, density=True, alpha=0.6, color="C0",
+            label=f"in-distribution ({len(s_in)})")
+    ax.hist(s_out, bins, density=True, alpha=0.6, color="C3",
+            label=f"OOD ({len(s_out)})")
+    ax.set_title(f"{name}\nAUROC {100 * auroc:.1f}%, FPR@95%TPR "
+                 f"{100 * fpr:.1f}%", fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=7, frameon=False)
+  axes[0][0].set_ylabel("density")
+  fig.suptitle(title, fontsize=10)
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path

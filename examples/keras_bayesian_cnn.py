@@ -5,11 +5,14 @@ normal posteriors, Flipout) trained with `model.compile` / `model.fit`.
 Every layer gets `num_examples` = the training-set size, so the loss Keras
 minimises is the per-example negative ELBO: the mean cross-entropy plus
 `KL(q || prior) / N`. Predictions average the softmax over Monte Carlo
-weight draws. The script reports test accuracy, NLL and expected
-calibration error against a deterministic Keras CNN of the same shape,
-writes a reliability diagram, and saves and reloads the Bayesian model
-(`model.save` / `keras.models.load_model`), checking that the reloaded model
-predicts identically for the same seed.
+weight draws. The script reports test accuracy, NLL, Brier score and
+expected calibration error (all from `jdl.metrics`, which scores `[S, N, K]`
+per-draw probabilities as their posterior predictive mean) against a
+deterministic Keras CNN of the same shape, prints the mutual information
+(epistemic uncertainty) of right and wrong predictions, writes a
+reliability diagram, and saves and reloads the Bayesian model
+(`model.save` / `keras.models.load_model`), checking that the reloaded
+model predicts identically for the same seed.
 
 With the full ELBO (`--kl-weight 1`) the mean-field posterior of this small
 data set is underconfident (accuracy above confidence in the reliability
@@ -113,9 +116,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def report(name: str, probs, labels) -> str:
-  return (f"{name:<28} acc {100 * _calibration.accuracy(probs, labels):5.1f}%"
-          f" | NLL {_calibration.nll(probs, labels):.3f}"
-          f" | ECE {100 * _calibration.ece(probs, labels):4.1f}%")
+  """One table row; `probs` `[N, K]`, or `[S, N, K]` draws (averaged)."""
+  m = jdl.metrics
+  return (f"{name:<28} acc {100 * m.accuracy(probs, labels):5.1f}%"
+          f" | NLL {m.nll(probs, labels):.3f}"
+          f" | Brier {m.brier(probs, labels):.3f}"
+          f" | ECE {100 * m.ece(probs, labels):4.1f}%")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -161,8 +167,9 @@ def main(argv=None) -> int:
         f" {kl:.3f} nats per example")
   logits = jdk.predict_samples(model, x_test, samples, batch_size=512,
                                seed=args.seed)
-  bnn_probs = softmax(logits).mean(0)
-  one_draw = softmax(logits[0])
+  draws = softmax(logits)                          # [S, N, K]
+  # Epistemic uncertainty: how much the weight draws disagree (BALD).
+  mi = jdl.metrics.mutual_information(draws)
 
   baseline = deterministic_cnn(args.seed)
   print(f"training the Keras CNN (about {2 + 0.08 * epochs:.0f} s)...",
@@ -172,14 +179,19 @@ def main(argv=None) -> int:
   print(f"Keras CNN: fit in {seconds:.1f} s")
   base_probs = softmax(baseline.predict(x_test, batch_size=512, verbose=0))
 
-  print(report(f"Bayesian CNN ({samples} draws)", bnn_probs, y_test))
-  print(report("Bayesian CNN (1 draw)", one_draw, y_test))
+  print(report(f"Bayesian CNN ({samples} draws)", draws, y_test))
+  print(report("Bayesian CNN (1 draw)", draws[0], y_test))
   print(report("Keras CNN (deterministic)", base_probs, y_test))
+  wrong = draws.mean(0).argmax(-1) != y_test
+  if wrong.any() and not wrong.all():
+    print(f"mutual information (nats): {mi[wrong].mean():.3f} on the "
+          f"{wrong.sum()} misclassified test digits, {mi[~wrong].mean():.3f} "
+          f"on the rest")
 
   args.out_dir.mkdir(parents=True, exist_ok=True)
   path = _common.free_path(args.out_dir, FIGURE, args.overwrite)
   _calibration.reliability_diagram(
-      {f"Bayesian CNN ({args.estimator})": (bnn_probs, y_test),
+      {f"Bayesian CNN ({args.estimator})": (draws, y_test),
        "Keras CNN": (base_probs, y_test)}, path,
       title="Reliability on the digits test set")
   print(f"wrote {path}")

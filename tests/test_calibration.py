@@ -1,10 +1,12 @@
-"""Calibration metrics of the examples against hand computations."""
+"""The examples' calibration and OOD figures (examples/_calibration.py)."""
 
 import importlib.util
 import pathlib
 
 import numpy as np
 import pytest
+
+import jdlayers as jdl
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -22,71 +24,12 @@ cal = _load()
 
 # Four examples, three classes. Top-label confidences 0.9, 0.6, 0.55, 0.4;
 # predictions 0, 1, 2, 2; labels 0, 0, 2, 1 -> right, wrong, right, wrong.
+# (The numbers themselves are tested in tests/metrics/.)
 PROBS = np.array([[0.90, 0.05, 0.05],
                   [0.30, 0.60, 0.10],
                   [0.25, 0.20, 0.55],
                   [0.30, 0.30, 0.40]])
 LABELS = np.array([0, 0, 2, 1])
-
-
-def test_ece_matches_hand_computation_two_bins():
-  # Bins (0, .5] and (.5, 1]. Confidences: 0.9, 0.6, 0.55 | 0.4.
-  # High bin: conf (0.9 + 0.6 + 0.55) / 3, acc 2/3 (first and third right).
-  # Low bin: conf 0.4, acc 0 (predicts 2, label 1).
-  high = abs(2 / 3 - (0.9 + 0.6 + 0.55) / 3)
-  low = abs(0 - 0.4)
-  expected = (3 * high + 1 * low) / 4
-  assert cal.ece(PROBS, LABELS, num_bins=2) == pytest.approx(expected)
-
-
-def test_ece_matches_hand_computation_ten_bins():
-  # Ten bins: 0.9 -> (.8, .9] bin 8, 0.6 -> (.5, .6] bin 5,
-  # 0.55 -> (.5, .6] bin 5, 0.4 -> (.3, .4] bin 3.
-  r = cal.reliability(PROBS, LABELS, num_bins=10)
-  np.testing.assert_array_equal(r["count"], [0, 0, 0, 1, 0, 2, 0, 0, 1, 0])
-  np.testing.assert_allclose(r["confidence"][[3, 5, 8]], [0.4, 0.575, 0.9])
-  np.testing.assert_allclose(r["accuracy"][[3, 5, 8]], [0., 0.5, 1.])
-  assert np.isnan(r["accuracy"][0]) and np.isnan(r["confidence"][0])
-  expected = (1 * 0.4 + 2 * 0.075 + 1 * 0.1) / 4
-  assert cal.ece(PROBS, LABELS, num_bins=10) == pytest.approx(expected)
-
-
-def test_accuracy_and_nll_by_hand():
-  assert cal.accuracy(PROBS, LABELS) == pytest.approx(0.5)
-  expected = -np.mean(np.log([0.9, 0.3, 0.55, 0.3]))
-  assert cal.nll(PROBS, LABELS) == pytest.approx(expected)
-  # A zero probability for the label costs -log(eps), not infinity.
-  assert np.isfinite(cal.nll([[1., 0.]], [1]))
-
-
-def test_perfectly_calibrated_predictions_have_ece_near_zero():
-  # Labels drawn from the predicted probabilities: calibrated by construction.
-  rng = np.random.default_rng(0)
-  n, k = 200_000, 10
-  probs = rng.dirichlet(np.full(k, 0.3), size=n)
-  u = rng.random((n, 1))
-  labels = np.minimum((u > np.cumsum(probs, axis=1)).sum(axis=1), k - 1)
-  assert cal.ece(probs, labels) < 0.005
-  # The same probabilities scored against shuffled labels are not calibrated.
-  assert cal.ece(probs, rng.permutation(labels)) > 0.3
-
-
-def test_overconfident_predictions_have_ece_of_the_gap():
-  # Always 99% sure, right half the time: ECE = 0.49.
-  probs = np.tile([[0.99, 0.01]], (1000, 1))
-  labels = np.tile([0, 1], 500)
-  assert cal.ece(probs, labels) == pytest.approx(0.49)
-
-
-def test_bad_inputs_raise_naming_the_argument():
-  with pytest.raises(ValueError, match="probs"):
-    cal.ece(np.ones(3), [0, 1, 2])
-  with pytest.raises(ValueError, match="labels"):
-    cal.ece(PROBS, [0, 1])
-  with pytest.raises(ValueError, match="labels"):
-    cal.ece(PROBS, [0, 1, 2, 3])
-  with pytest.raises(ValueError, match="num_bins"):
-    cal.reliability(PROBS, LABELS, num_bins=0)
 
 
 def test_reliability_diagram_writes_png(tmp_path):
@@ -102,7 +45,7 @@ def test_reliability_diagram_writes_png(tmp_path):
 def test_merge_sparse_bins_by_hand():
   # Ten bins; counts 0,0,0,1,0,2,0,0,1,0 (PROBS above). min_count 2:
   # {bin 3, bin 5} -> 3 examples, then {bin 8} is short and joins it.
-  r = cal.reliability(PROBS, LABELS, num_bins=10)
+  r = jdl.metrics.reliability(PROBS, LABELS, num_bins=10)
   m = cal.merge_sparse_bins(r, 2)
   np.testing.assert_array_equal(m["count"], [4])
   np.testing.assert_allclose(m["edges"], [0.3, 0.9])
@@ -128,8 +71,8 @@ def test_merged_bins_equal_reliability_on_the_wider_bins():
     labels += list(rng.integers(0, 2, size=n))
   conf = np.asarray(conf)
   probs = np.stack([conf, 1 - conf], axis=1)
-  fine = cal.reliability(probs, labels, num_bins=20)
-  coarse = cal.reliability(probs, labels, num_bins=10)
+  fine = jdl.metrics.reliability(probs, labels, num_bins=20)
+  coarse = jdl.metrics.reliability(probs, labels, num_bins=10)
   m = cal.merge_sparse_bins(fine, 6)
   np.testing.assert_array_equal(m["count"], coarse["count"][5:])
   np.testing.assert_allclose(m["edges"], coarse["edges"][5:])
@@ -138,6 +81,29 @@ def test_merged_bins_equal_reliability_on_the_wider_bins():
 
 
 def test_merge_sparse_bins_rejects_bad_min_count():
-  r = cal.reliability(PROBS, LABELS, num_bins=10)
+  r = jdl.metrics.reliability(PROBS, LABELS, num_bins=10)
   with pytest.raises(ValueError, match="min_count"):
     cal.merge_sparse_bins(r, 0)
+
+
+def test_reliability_diagram_takes_draws(tmp_path):
+  # [S, N, K] draws are drawn as their predictive mean, via jdl.metrics.
+  rng = np.random.default_rng(3)
+  draws = rng.dirichlet(np.ones(4), size=(5, 200))
+  labels = rng.integers(0, 4, size=200)
+  path = cal.reliability_diagram({"draws": (draws, labels)},
+                                 tmp_path / "rel.png")
+  assert path.read_bytes()[:8] == PNG_MAGIC
+  with pytest.raises(ValueError, match="metrics.reliability: `labels`"):
+    cal.reliability_diagram({"bad": (draws, labels[:3])}, tmp_path / "x.png")
+
+
+def test_ood_histogram_writes_png(tmp_path):
+  rng = np.random.default_rng(4)
+  path = cal.ood_histogram(
+      {"a": (rng.normal(size=300), rng.normal(1., size=100)),
+       "constant": (np.zeros(5), np.zeros(5))}, tmp_path / "ood.png")
+  assert path.read_bytes()[:8] == PNG_MAGIC
+  with pytest.raises(ValueError, match="metrics.ood_auroc: `scores_out` is "
+                     "empty"):
+    cal.ood_histogram({"a": ([0.], [])}, tmp_path / "bad.png")
