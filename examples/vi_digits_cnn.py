@@ -133,9 +133,9 @@ def fit_deterministic(x, y, *, epochs: int, learning_rate: float, seed: int):
 
 
 def metrics(probs, labels) -> dict:
-  return {"accuracy": _calibration.accuracy(probs, labels),
-          "nll": _calibration.nll(probs, labels),
-          "ece": _calibration.ece(probs, labels)}
+  return {"accuracy": jdl.metrics.accuracy(probs, labels),
+          "nll": jdl.metrics.nll(probs, labels),
+          "ece": jdl.metrics.ece(probs, labels, num_bins=15)}
 
 
 def table(rows) -> str:
