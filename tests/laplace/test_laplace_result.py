@@ -152,3 +152,23 @@ def test_params_from_a_keras_model(fitted):
                          keras.layers.Dense(3)])
   la = jdl.laplace.fit(model, x, y, params=km, hessian="diag")
   np.testing.assert_allclose(la.map_network(x), km(x), rtol=1e-5, atol=1e-5)
+
+
+def test_kfac_of_the_digits_cnn_fits_in_50_mb():
+  # The architecture of examples/vi_digits_cnn.py (6090 parameters); the
+  # structure's size does not depend on the data, so random images do.
+  net = jdl.Sequential(
+      jdl.Conv2D(16, 3, 1, activation="relu"), jdl.MaxPool2D(2),
+      jdl.Conv2D(32, 3, 16, activation="relu"), jdl.MaxPool2D(2),
+      jdl.Flatten(), jdl.Affine(10, 128))
+  model = jdl.models.Model(net, jdl.models.Categorical())
+  x = np.random.default_rng(0).uniform(size=(64, 8, 8, 1)).astype(np.float32)
+  params = [p.numpy() for p in tf.nest.flatten(net.sample(seed=0))]
+  la = jdl.laplace.fit(model, x, np.arange(64) % 10, params=params,
+                       max_memory=50 * 2 ** 20)
+  assert la.num_params == 6090
+  held = sum(a.nbytes for a in la.structure.arrays().values())
+  assert held < 2 ** 20
+  with pytest.raises(ValueError, match="6,090 parameters.*593,409,600 bytes"):
+    jdl.laplace.fit(model, x, np.arange(64) % 10, params=params,
+                    hessian="full", max_memory=50 * 2 ** 20)

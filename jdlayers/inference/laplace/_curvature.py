@@ -23,8 +23,9 @@ import tensorflow as tf
 
 from jdlayers.inference.laplace import _ggn, _layout
 
-# Numbers of per-example Jacobian entries held at once, at most.
-DEFAULT_CHUNK_BYTES = 64 * 2 ** 20
+# Bytes of per-example terms held at once (16 MiB: the digits CNN's KFAC
+# then peaks 29 MiB above its baseline; 64 MiB peaked at 130 MiB, no faster).
+DEFAULT_CHUNK_BYTES = 16 * 2 ** 20
 
 
 def chunks(n: int, per_example_bytes: int, budget: int):

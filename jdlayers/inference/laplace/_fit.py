@@ -35,7 +35,7 @@ def fit(model, x, y, *, params=None, hessian: str = "kron",
   bytes, "kron" `16 sum_l (out_l^2 + width_l^2)` (`width` = kernel columns
   `prod(size) * in` plus 1 for the bias), "full" `16 P^2`. Computing `H`
   holds per-example Jacobians (`K P` numbers each, K outputs per point) for
-  at most `min(64 MiB, max_memory)` bytes at once.
+  at most `min(16 MiB, max_memory)` bytes at once.
 
   Args:
     model: A `jdlayers.models.Model`.

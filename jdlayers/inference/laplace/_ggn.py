@@ -44,7 +44,8 @@ def noise_scale(likelihood, latents: Mapping[str, tf.Tensor], dtype):
   """The Normal head's scale (fixed, or the latent at the point estimate)."""
   if "scale" in latents:
     return tf.cast(latents["scale"], dtype)
-  return tf.constant(likelihood._fixed["scale"], dtype)  # pylint: disable=protected-access
+  fixed = likelihood._fixed  # pylint: disable=protected-access
+  return tf.constant(fixed["scale"], dtype)
 
 
 def pseudo_outputs(likelihood, latents) -> Callable:

@@ -155,7 +155,7 @@ class LaplaceResult:
                                     self.sample_parts(n, seed))
 
   # -- predictions ----------------------------------------------------------
-  def functional_variance(self, x, max_memory: int = 2 ** 26):
+  def functional_variance(self, x, max_memory: int = 2 ** 24):
     """The linearised network's mean and covariance at `x`.
 
     Args:
