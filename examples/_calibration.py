@@ -28,10 +28,6 @@ import jdlayers as jdl
 
 __all__ = ["merge_sparse_bins", "reliability_diagram", "ood_histogram"]
 
-# Transitional: examples/vi_digits_cnn.py still calls these three names (they
-# are jdl.metrics' own functions, no copies). Delete once it calls jdl.metrics.
-accuracy, nll, ece = jdl.metrics.accuracy, jdl.metrics.nll, jdl.metrics.ece
-
 
 def merge_sparse_bins(r: dict, min_count: int) -> dict:
   """Merges adjacent bins of `jdl.metrics.reliability` until each holds
