@@ -11,6 +11,8 @@ each training seed:
   half of the epochs (`kl_weight=vi.linear_warmup(E // 2)`);
 * `moped`: the ELBO started at the MAP means with scales `delta * |w|`
   (`Surrogate(init=map_fit, init_scale=...)`, Krishnan et al. 2020);
+* `moped-kl`: as `moped` with the KL down-weighted, `kl_weight=W`
+  (likelihood tempering);
 * `cold`: tempered posterior, `temperature=T` (Wenzel et al. 2020), from
   the MAP start as `moped`;
 
@@ -25,8 +27,9 @@ the class probabilities of `--samples` networks drawn from the posterior.
 
 Usage:
   python examples/uncertainty_study.py [--seeds 0 1 2 3 4]
-      [--variants det map elbo warmup moped cold] [--epochs E]
-      [--map-epochs E] [--temperature T] [--delta D] [--samples S] [--smoke]
+      [--variants det map elbo warmup moped moped-kl cold] [--epochs E]
+      [--map-epochs E] [--kl-weight W] [--temperature T] [--delta D]
+      [--samples S] [--smoke]
 
 A full run (5 seeds, all variants) takes about 10 minutes on a 2-core CPU.
 """
@@ -50,7 +53,7 @@ from jdlayers.inference import vi  # noqa: E402
 
 import vi_digits_cnn as digits  # noqa: E402
 
-VARIANTS = ("det", "map", "elbo", "warmup", "moped", "cold")
+VARIANTS = ("det", "map", "elbo", "warmup", "moped", "moped-kl", "cold")
 LEARNING_RATE = 3e-3
 BATCH = 64
 
@@ -89,6 +92,9 @@ def fit_variant(name, data, args, seed, cache):
                **common)
   elif name == "moped":
     q = vi.fit(digits.build_bnn(), x_tr, y_tr, **moped_start, **common)
+  elif name == "moped-kl":
+    q = vi.fit(digits.build_bnn(), x_tr, y_tr, kl_weight=args.kl_weight,
+               **moped_start, **common)
   elif name == "cold":
     q = vi.fit(digits.build_bnn(), x_tr, y_tr,
                temperature=args.temperature, **moped_start, **common)
@@ -141,7 +147,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="epochs of the MAP fit")
   p.add_argument("--det-epochs", type=int, default=300,
                  help="most epochs of the early-stopped deterministic CNN")
-  p.add_argument("--temperature", type=float, default=0.1,
+  p.add_argument("--kl-weight", type=float, default=0.1,
+                 help="KL weight of the `moped-kl` variant")
+  p.add_argument("--temperature", type=float, default=0.03,
                  help="temperature of the `cold` variant")
   p.add_argument("--delta", type=float, default=0.1,
                  help="MOPED initial scale: delta * |w_MAP|")
@@ -162,7 +170,7 @@ def main(argv=None) -> int:
   print(f"jdlayers {jdl.__version__}: digits {len(x_tr)} train / "
         f"{len(x_te)} test (OOD: the test digits rotated 90 degrees); seeds "
         f"{args.seeds}; VI {args.epochs} epochs, MAP {args.map_epochs}, "
-        f"T={args.temperature:g}, delta={args.delta:g}, {args.samples} "
+        f"W={args.kl_weight:g}, T={args.temperature:g}, delta={args.delta:g}, {args.samples} "
         "posterior samples", flush=True)
   results = {}
   start = time.perf_counter()

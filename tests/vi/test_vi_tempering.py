@@ -156,10 +156,14 @@ def test_temperature_fits_the_tempered_blr_posterior():
   _, _, mean, mf_sd, post_sd = _blr()
   t = 0.25
   loc, sd = _fit_blr(temperature=t)
-  # Bounds as test_fit_recovers_the_mean_field_blr_posterior (whose 24
-  # runs put them ~10 spreads from the worst run), in units of the tempered
-  # posterior's sd; seeds 0-7 here gave mean errors <= 0.05 sd and scale
-  # errors <= 3%: a correct fit fails with probability far below 1e-3.
+  # Bounds as test_fit_recovers_the_mean_field_blr_posterior, in units of
+  # the tempered posterior's sd. The data are fixed; the optimizer's
+  # gradient noise varies. Over 24 tempered runs (seeds 0-7 x 3 estimators)
+  # the worst mean error was 0.075 sd (local: 0.031) and the worst scale
+  # error 3.1% (local: 1.5%): the bounds (0.2 sd, 10%) are > 2.5x and > 3x
+  # the worst of 24, and >= 10 spreads above the 8 local runs' mean (0.027
+  # sd, 1.2%; spreads 0.017 sd, 0.3%), so a correct fit fails with
+  # probability far below 1e-3.
   assert np.all(np.abs(loc - mean) < 0.2 * np.sqrt(t) * post_sd), (
       (loc - mean) / post_sd)
   np.testing.assert_allclose(sd, np.sqrt(t) * mf_sd, rtol=0.1)

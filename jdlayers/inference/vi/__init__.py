@@ -7,7 +7,10 @@
   reparameterization for Affine, Conv and ConvTranspose layers of any rank.
 * `elbo_terms`: the per-example negative ELBO (convention in `_elbo`).
 * `fit(model, x, y)`: minibatch SVI with a compiled step; returns the
-  fitted surrogate (`predict`, `history`).
+  fitted surrogate (`predict`, `history`). `kl_weight` may be a schedule
+  (`linear_warmup`, `cyclical`, any `fn(epoch)`), `temperature` tempers the
+  posterior (Wenzel et al. 2020), and `init=`/`init_scale=` start the
+  surrogate at a MAP or deterministic fit (MOPED).
 """
 
 from jdlayers.inference.vi._builders import (PartSpec, mean_field_normal,
@@ -22,5 +25,6 @@ from jdlayers.inference.vi._schedules import cyclical, linear_warmup
 from jdlayers.inference.vi._surrogate import Surrogate
 
 __all__ = ["ELBOTerms", "ESTIMATORS", "History", "PartSpec", "Surrogate",
-           "elbo_terms", "elementwise_kl", "fit", "load_surrogate",
-           "mean_field_normal", "point_mass", "save_surrogate"]
+           "cyclical", "elbo_terms", "elementwise_kl", "fit",
+           "linear_warmup", "load_surrogate", "mean_field_normal",
+           "point_mass", "save_surrogate"]

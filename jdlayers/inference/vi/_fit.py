@@ -85,7 +85,9 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
       for 0-20% faster epochs on the digits CNN (benchmarks/vi.py).
     progress: True shows a progress bar (tqdm if installed, else a line per
       epoch on stderr); False is quiet; a callable gets `(epoch, logs)`.
-    **surrogate_kwargs: Passed to `Surrogate` when `surrogate` is None.
+    **surrogate_kwargs: Passed to `Surrogate` when `surrogate` is None,
+      e.g. `point_mass="bias"`, or `init=map_fit, init_scale=lambda w: 0.1
+      * tf.abs(w)` to start at a MAP fit (MOPED).
 
   Returns:
     The fitted `Surrogate`, with `history` (a `History`) and `predict`.
@@ -116,6 +118,8 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
       num_samples=num_samples, num_examples=num_examples,
       analytic_kl=analytic_kl, kl_weight=kl_weight, temperature=temperature,
       seed=seed, shuffle=shuffle, jit_compile=jit_compile, progress=progress)
+  # A Python float: T = 1 adds no entropy term to the compiled step.
+  temperature = _validate.positive(temperature, "temperature", "vi.fit")
   weights = _checks.kl_weights(kl_weight, epochs)
   # A variable weight is read in the step (assignments need no retrace).
   live_weight = kl_weight if hasattr(kl_weight, "assign") else 1.
