@@ -141,3 +141,28 @@ def test_bernoulli_head_matches_its_closed_form():
   p = 1 / (1 + np.exp(-x @ w))
   np.testing.assert_allclose(mats["full"] - np.eye(2),
                              x.T @ (x * (p * (1 - p))[:, None]), rtol=1e-10)
+
+
+def test_last_layer_ggn_is_the_exact_hessian_for_categorical():
+  # Logits are linear in the last layer, so there the GGN equals the
+  # Hessian of the negative log-likelihood (computed here by autodiff).
+  rng = np.random.default_rng(6)
+  net = jdl.Sequential(jdl.Affine(5, 3, dtype=F64, activation="tanh"),
+                       jdl.Affine(4, 5, dtype=F64))
+  model = jdl.models.Model(net, jdl.models.Categorical())
+  x, y = rng.normal(size=(30, 3)), rng.integers(0, 4, 30)
+  params = [p.numpy() for p in tf.nest.flatten(net.sample(seed=3))]
+  la = jdl.laplace.fit(model, x, y, params=params, hessian="full",
+                       subset="last_layer")
+  post = model.posterior(x, y)
+  theta = tf.constant(np.concatenate([params[2].ravel(), params[3]]))
+  with tf.GradientTape() as outer:
+    outer.watch(theta)
+    with tf.GradientTape() as inner:
+      inner.watch(theta)
+      nll = -post.log_likelihood(params[0], params[1],
+                                 tf.reshape(theta[:20], [4, 5]), theta[20:])
+    grad = inner.gradient(nll, theta)
+  hess = outer.jacobian(grad, theta).numpy()
+  np.testing.assert_allclose(la.structure.h.numpy(), hess, rtol=1e-10,
+                             atol=1e-12)
