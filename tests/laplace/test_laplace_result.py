@@ -79,6 +79,23 @@ def test_glm_variance_matches_sampled_last_layer_networks():
   assert np.all(np.abs(draws.var(0) - var) < 5 * var * np.sqrt(2 / 3999))
 
 
+def test_validation_search_picks_the_best_grid_precision(fitted):
+  model, x, y, la = fitted
+  xv, yv = _data(16)
+  xv, yv = xv[::-1].copy() * 0.9, yv[::-1].copy()
+  last = jdl.laplace.fit(model, x, y, params=la.params, subset="last_layer")
+  grid = [0.01, 1., 100.]
+  chosen = last.optimize_prior_precision(xv, yv, grid=grid)
+  nll = {}
+  for g in grid:
+    last.prior_precision = np.array([g])
+    p = last.predict(xv)
+    nll[g] = -np.log(p[np.arange(len(yv)), yv]).sum()
+  assert chosen[0] == min(nll, key=nll.get)
+  with pytest.raises(ValueError, match="`grid`"):
+    last.optimize_prior_precision(xv, yv, grid=[0.])
+
+
 def test_regression_predictive_adds_the_noise():
   rng = np.random.default_rng(1)
   x = rng.normal(size=(30, 2)).astype(np.float32)

@@ -17,6 +17,7 @@ approximation.
 from jdlayers.inference.laplace._fit import fit
 from jdlayers.inference.laplace._load import load
 from jdlayers.inference.laplace._map import map_estimate
-from jdlayers.inference.laplace._result import LaplaceResult, Prediction
+from jdlayers.inference.laplace._predictive import Prediction
+from jdlayers.inference.laplace._result import LaplaceResult
 
 __all__ = ["LaplaceResult", "Prediction", "fit", "load", "map_estimate"]
