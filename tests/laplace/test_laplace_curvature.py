@@ -91,6 +91,21 @@ def test_kfac_blocks_are_exact_for_one_example_in_a_deep_network():
                                rtol=1e-9, atol=1e-9 * np.abs(full).max())
 
 
+def test_kfac_blocks_are_exact_through_residual_and_parallel():
+  net = jdl.Sequential(
+      jdl.Affine(4, 3, dtype=F64, activation="tanh"),
+      jdl.Residual(jdl.Affine(4, 4, dtype=F64, activation="tanh")),
+      jdl.Parallel(jdl.Affine(2, 4, dtype=F64), jdl.Affine(1, 4, dtype=F64)))
+  x = np.random.default_rng(7).normal(size=(1, 3))
+  mats, la = _fit_all(net, x, np.array([1]), jdl.models.Categorical(),
+                      ("full", "kron"))
+  assert la.selection.group_names == ("0", "1/0", "2/0", "2/1")
+  for idx in _blocks(la):
+    full = mats["full"][np.ix_(idx, idx)]
+    np.testing.assert_allclose(mats["kron"][np.ix_(idx, idx)], full,
+                               rtol=1e-9, atol=1e-9 * np.abs(full).max())
+
+
 def test_kfac_error_on_a_batch_is_bounded():
   x = np.random.default_rng(3).normal(size=(12, 4))
   mats, la = _fit_all(_deep(), x, np.arange(12) % 3,

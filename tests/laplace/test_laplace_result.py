@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 import jdlayers as jdl
 
@@ -107,6 +108,21 @@ def test_regression_predictive_adds_the_noise():
   assert np.all(var > 0.09)
   mc = la.predict(x[:4], pred_type="mc", n_samples=50)
   assert mc.mean.shape == (4, 1) and np.all(mc.variance > 0.09)
+
+
+def test_a_learnt_noise_scale_is_held_at_its_map():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(40, 2)).astype(np.float32)
+  y = x.sum(-1) + 0.5 * rng.normal(size=40).astype(np.float32)
+  model = jdl.models.Model(
+      jdl.Affine(1, 2), jdl.models.Normal(scale=tfp.distributions.HalfNormal(
+          1.)))
+  la = jdl.laplace.fit(model, x, y, map_options=dict(steps=500))
+  assert la.subset == ["weights", "bias"]
+  s = float(la.latents["scale"])
+  assert 0.3 < s < 0.8
+  _, var = la.predict(x[:3])
+  assert np.all(var > s ** 2) and np.all(var < s ** 2 + 0.1)
 
 
 def test_save_load_round_trip(fitted, tmp_path):
