@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import jdlayers as jdl
+from jdlayers.io import _files
 
 
 def _cnn(dtype=tf.float32):
@@ -205,3 +206,33 @@ def test_kfac_of_the_digits_cnn_fits_in_50_mb():
   with pytest.raises(ValueError, match="6,090 parameters.*593,409,600 bytes"):
     jdl.laplace.fit(model, x, np.arange(64) % 10, params=params,
                     hessian="full", max_memory=50 * 2 ** 20)
+
+
+def _tamper(src, dst, meta=None, arrays=None, drop=()):
+  archive = _files.inspect(src, "laplace_result")
+  data = {k: v for k, v in archive.load().items() if k not in drop}
+  data.update(arrays or {})
+  fields = {k: v for k, v in archive.meta.items()
+            if k not in ("format", "version", "kind")}
+  fields.update(meta or {})
+  _files.write(dst, "laplace_result", fields, data)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(meta={"hessian": "kfac"}), "hessian"),
+    (dict(meta={"num_blocks": 10 ** 12}), "implies"),
+    (dict(meta={"subset": ["9/kernel"]}), "matches no network part"),
+    (dict(arrays={"kron_a_0": np.eye(3)}), "kron_a_0"),
+    (dict(arrays={"param_0": np.zeros((2, 2), np.float32)}), "param_0"),
+    (dict(arrays={"prior_precision": np.array([-1., 1., 1.])}),
+     "prior_precision"),
+    (dict(drop=("kron_b_1",)), "missing arrays"),
+    (dict(arrays={"kron_b_0": np.full((3, 3), np.nan)}), "NaN"),
+])
+def test_load_refuses_tampered_files(fitted, tmp_path, change, match):
+  _, _, _, la = fitted
+  src, dst = tmp_path / "a.jdl.npz", tmp_path / "b.jdl.npz"
+  la.save(src)
+  _tamper(src, dst, **change)
+  with pytest.raises(jdl.io.FileFormatError, match=match):
+    jdl.laplace.load(dst)

@@ -67,9 +67,12 @@ def load(path, model=None, *,
     raise _files.fail(path, f"the file holds parts {names} but the model has "
                       f"{len(from_model)} parts.")
   shapes = {f"param_{i}": s for i, s in enumerate(from_model)}
-  selection = _select.select(names, len(probe),
-                             [tuple(p.shape) for p in probe],
-                             list(meta["subset"]), f"{where}: subset")
+  try:
+    selection = _select.select(names, len(probe),
+                               [tuple(p.shape) for p in probe],
+                               list(meta["subset"]) or ["-"], "subset")
+  except ValueError as e:
+    raise _files.fail(path, str(e)) from None
   if list(selection.names) != list(meta["subset"]):
     raise _files.fail(path, f"subset {meta['subset']} is not a set of the "
                       "model's network parts.")
@@ -86,12 +89,18 @@ def load(path, model=None, *,
   arrays = archive.load()
   params = [tf.constant(arrays[f"param_{i}"]) for i in range(len(names))]
   network = tf.nest.pack_sequence_as(model.probe, params[:len(probe)])
+  bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
+  if bad:
+    raise _files.fail(path, f"arrays {sorted(bad)} hold NaN or inf.")
   delta = arrays["prior_precision"]
   if not (np.all(np.isfinite(delta)) and np.all(delta > 0)):
     raise _files.fail(path, "prior_precision must be finite and > 0.")
   args = (selection.shapes, selection.groups, selection.group_names)
   if meta["hessian"] == "kron":
-    blocks = _select.kron_blocks(selection, network, where)
+    try:
+      blocks = _select.kron_blocks(selection, network, where)
+    except ValueError as e:
+      raise _files.fail(path, str(e)) from None
     if len(blocks) != meta["num_blocks"]:
       raise _files.fail(path, f"num_blocks={meta['num_blocks']} but the "
                         f"subset has {len(blocks)} layers.")
