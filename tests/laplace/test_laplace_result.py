@@ -41,6 +41,8 @@ def test_sample_gives_callable_networks_with_a_sample_dim(fitted):
   other = la.sample(5, seed=2)
   assert not np.allclose(tf.nest.flatten(nets)[0], tf.nest.flatten(other)[0])
   assert np.all(np.isfinite(model.network.log_prob(nets)))
+  compiled = tf.function(lambda v: nets(v), jit_compile=True)
+  np.testing.assert_allclose(compiled(x), nets(x), rtol=1e-4, atol=1e-5)
 
 
 def test_last_layer_keeps_the_rest_at_the_map(fitted):

@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from jdlayers.inference.laplace import _structures
-from jdlayers.io import _config, _files, _schema
+from jdlayers.io import _config, _schema
 
 KIND = "laplace_result"
 _S = _schema
