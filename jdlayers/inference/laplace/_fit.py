@@ -33,7 +33,8 @@ def fit(model, x, y, *, params=None, hessian: str = "kron",
 
   Memory (float64; `P` parameters in the subset): "diag" holds `8 P`
   bytes, "kron" `16 sum_l (out_l^2 + width_l^2)` (`width` = kernel columns
-  `prod(size) * in` plus 1 for the bias), "full" `16 P^2`. Computing `H`
+  `prod(size) * in` plus 1 for the bias), "full" `16 P^2` (briefly twice
+  that while it is built). Computing `H`
   holds per-example Jacobians (`K P` numbers each, K outputs per point) for
   at most `min(16 MiB, max_memory)` bytes at once.
 

@@ -24,6 +24,14 @@ class Prediction(NamedTuple):
   variance: np.ndarray
 
 
+def seed_pair(seed) -> tf.Tensor:
+  """A stateless seed pair: ints and pairs as everywhere in jdlayers; None
+  draws a fresh one (different results on every call)."""
+  if seed is None:
+    return tf.random.uniform([2], 0, 2 ** 31 - 1, tf.int32)
+  return tf.convert_to_tensor(stateless_seed(seed), tf.int32)
+
+
 def moments(lik, latents, f):
   """From output draws `f [S, N, *out]`: probabilities or `Prediction`."""
   if isinstance(lik, _likelihoods.Normal):
@@ -52,8 +60,7 @@ def glm(lik, latents, mean, cov, out_shape, link_approx: str,
     return tf.nn.softmax(logits).numpy()
   chol = tf.linalg.cholesky(tf.constant(cov) + 1e-10 * tf.eye(
       cov.shape[-1], dtype=tf.float64))
-  seed = tf.convert_to_tensor(stateless_seed(seed) if seed is not None
-                              else [0, 0])
+  seed = seed_pair(seed)
   z = tf.random.stateless_normal([n_samples, n, cov.shape[-1], 1], seed,
                                  dtype=tf.float64)
   f = mean[None] + tf.squeeze(tf.matmul(chol, z), -1)

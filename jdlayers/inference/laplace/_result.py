@@ -14,7 +14,6 @@ import tensorflow as tf
 
 from jdlayers import _validate
 from jdlayers.inference.laplace import _curvature, _ggn, _io, _predictive
-from jdlayers.layers._base import stateless_seed
 
 PRED_TYPES = ("glm", "mc")
 LINK_APPROX = ("probit", "mc")
@@ -120,8 +119,7 @@ class LaplaceResult:
   def sample_parts(self, n: int, seed=0) -> List[tf.Tensor]:
     """`n` draws of every network part, `[n, *shape]` (non-subset: tiled)."""
     n = _validate.count(n, "n", "LaplaceResult.sample", minimum=1)
-    seed = tf.convert_to_tensor(stateless_seed(seed) if seed is not None
-                                else [0, 0])
+    seed = _predictive.seed_pair(seed)
     flat = self.structure.sample_flat(n, self._delta(), seed)
     devs = self.structure.split(flat)
     parts = [tf.repeat(p[None], n, axis=0)
@@ -136,7 +134,7 @@ class LaplaceResult:
     Args:
       n: Number of networks.
       seed: Stateless seed (int or pair); the same seed gives the same
-        networks.
+        networks (None: fresh ones on every call).
 
     Returns:
       A sampled network whose parameters have a leading dim `n`; call it on
