@@ -54,7 +54,7 @@ def data():
     (dict(step_size_jitter=1.), ValueError,
      r"`step_size_jitter` must be a finite number >= 0 and < 1; got 1\.0"),
     (dict(kernel="nut"), ValueError,
-     r"`kernel` must be one of \['nuts', 'hmc'\]; got 'nut'"),
+     r"`kernel` must be one of \['nuts', 'hmc', 'chees', 'snaper'\]; got 'nut'"),
     (dict(adaptation="fast"), ValueError, r"`adaptation` must be one of"),
     (dict(init="zeros"), ValueError,
      r"`init` must be one of \['prior', 'shrunk'\]; got 'zeros'"),

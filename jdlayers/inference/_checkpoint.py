@@ -50,15 +50,31 @@ def trace_arrays(prefix: str, trace: _kernels.Trace) -> Dict[str, np.ndarray]:
 
 
 def trace_from_arrays(prefix: str, arrays) -> _kernels.Trace:
-  return _kernels.Trace(*[arrays[prefix + k] for k in _kernels.Trace._fields])
+  """`{prefix + field: array}` -> `Trace`; fields a file lacks are NaN.
+
+  Files written before a field existed (`trace_fields` in their metadata
+  names what they hold) load with that field NaN-filled, shaped as
+  `step_size`.
+  """
+  steps = len(arrays[prefix + "step_size"])
+  return _kernels.Trace(*[
+      arrays[prefix + k] if prefix + k in arrays else
+      np.full((steps,), np.nan, arrays[prefix + "step_size"].dtype)
+      for k in _kernels.Trace._fields])
 
 
-def trace_shapes(prefix: str, steps: int, chains: int) -> Dict[str, tuple]:
-  return {prefix + k: (steps,) if k == "step_size" else (steps, chains)
-          for k in _kernels.Trace._fields}
+def trace_shapes(prefix: str, steps: int, chains: int,
+                 fields=_kernels.Trace._fields) -> Dict[str, tuple]:
+  return {prefix + k: (steps,) if k in _kernels.PER_STEP else (steps, chains)
+          for k in fields}
 
 
 # -- fingerprint -------------------------------------------------------------
+# `make_kernel` settings newer than the checkpoint format (see
+# `check_fingerprint`).
+ADDED_SETTINGS = ("max_leapfrog_steps",)
+
+
 def _kernel_settings(kernel_kwargs) -> Dict[str, Any]:
   """`make_kernel`'s keyword arguments with its defaults filled in."""
   params = inspect.signature(_kernels.make_kernel).parameters
@@ -119,6 +135,9 @@ def check_fingerprint(path, saved: Dict[str, Any],
                       current: Dict[str, Any]) -> None:
   """Raises `ValueError` naming every setting in which the runs differ."""
   diffs = []
+  # Settings added since a checkpoint was written held their default then.
+  saved = {**{k: v for k, v in _kernel_settings({}).items()
+              if k in ADDED_SETTINGS}, **saved}
   for key in sorted(set(saved) | set(current)):
     a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
     if key == "log_prob_at_init" and isinstance(a, list) and len(a) == len(b):
@@ -232,7 +251,8 @@ def _segment_meta(sampler, start: int, stop: int) -> Dict[str, Any]:
   b = sampler.num_burnin_steps
   return dict(run_id=sampler._run_id, start=start, stop=stop,  # pylint: disable=protected-access
               num_state_parts=len(sampler.state),
-              num_draws=max(0, stop - b) - max(0, start - b))
+              num_draws=max(0, stop - b) - max(0, start - b),
+              trace_fields=list(_kernels.Trace._fields))
 
 
 def _segment_arrays(sampler, start: int, stop: int) -> Dict[str, np.ndarray]:
@@ -384,13 +404,18 @@ def _restore_segment(sampler, path, run_id, name, start, stop) -> None:
         f"{path} names.")
   shapes = {f"draws_{i}": (hi - lo,) + tuple(p.shape)
             for i, p in enumerate(sampler.state)}
-  shapes.update(trace_shapes("trace_", stop - start, sampler.num_chains))
+  fields = _kernels.trace_fields(meta)
+  shapes.update(trace_shapes("trace_", stop - start, sampler.num_chains,
+                             fields))
   _files.check_shapes(seg_path, arrays, shapes)
   ref = _kernels.trace(sampler.kernel_results, 0)
   for i, p in enumerate(sampler.state):
     _check_dtype(seg_path, arrays, f"draws_{i}", p.dtype)
     sampler._draw_buf[i][lo:hi] = arrays[f"draws_{i}"]  # pylint: disable=protected-access
   for k, buf in zip(_kernels.Trace._fields, sampler._trace_buf):  # pylint: disable=protected-access
+    if k not in fields:  # a segment written before the field existed
+      buf[start:stop] = np.nan
+      continue
     _check_dtype(seg_path, arrays, f"trace_{k}",
                  tf.convert_to_tensor(getattr(ref, k)).dtype)
     buf[start:stop] = arrays[f"trace_{k}"]

@@ -92,9 +92,11 @@ def _segment_consistent(meta) -> str:
 SEGMENT = _schema.Schema(
     SEGMENT_KIND, "checkpoint segment",
     {"run_id": _RunId(), "start": _S.Int(0), "stop": _S.Int(1),
-     "num_state_parts": _S.Int(1), "num_draws": _S.Int(0)},
+     "num_state_parts": _S.Int(1), "num_draws": _S.Int(0),
+     # Absent in segments written before `trajectory_length` existed.
+     "trace_fields": _S.List(_S.Str(_kernels.Trace._fields), unique=True)},
     members=lambda meta: (_schema.indexed("draws_", meta["num_state_parts"])
-                          + [f"trace_{k}" for k in _kernels.Trace._fields]),
+                          + [f"trace_{k}" for k in _kernels.trace_fields(meta)]),
     max_members=lambda meta: (meta["num_state_parts"]
                               + len(_kernels.Trace._fields)),
-    checks=[("stop", _segment_consistent)])
+    checks=[("stop", _segment_consistent)], optional=("trace_fields",))

@@ -2,7 +2,8 @@
 
 `make_kernel` assembles a `tfp.mcmc` kernel for a target over flat state parts:
 HMC or NUTS, with dual-averaging step size adaptation and (by default)
-Stan-style windowed diagonal mass-matrix adaptation, inside a
+Stan-style windowed diagonal mass-matrix adaptation, or the many-chain
+kernels ChEES-HMC and SNAPER-HMC (`_cross_chain`), inside a
 `TransformedTransitionKernel` when any part is constrained. `trace` reads the
 per-step statistics from that kernel's results as a flat `Trace`.
 """
@@ -13,19 +14,16 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.experimental.mcmc import (
-    preconditioning_utils)
-
 from tensorflow_probability.python.mcmc import (
     dual_averaging_step_size_adaptation as _dassa)
 
 from jdlayers import _validate
-from jdlayers.inference import _windowed
+from jdlayers.inference import _cross_chain, _windowed
 from jdlayers.models._posterior import INIT_METHODS
 
 tfb = tfp.bijectors
 
-KERNELS = ("nuts", "hmc")
+KERNELS = ("nuts", "hmc") + _cross_chain.KERNELS
 ADAPTATIONS = ("auto", "windowed", "step_size", "none")
 # Windowed adaptation needs room for its five windows (Stan's minimum is 150).
 MIN_WINDOWED_STEPS = 100
@@ -34,17 +32,43 @@ DIVERGENCE_ENERGY = 1000.
 
 
 class Trace(NamedTuple):
-  """Per-step statistics, each `[steps, chains]` (`step_size`: `[steps]`)."""
+  """Per-step statistics, each `[steps, chains]` (`PER_STEP` ones `[steps]`).
+
+  `trajectory_length` is the integration time in effect: the learned
+  (maximum, before jitter) length of "chees" and "snaper", `step_size *
+  num_leapfrog_steps` of "hmc", and the chains' mean `step_size * leapfrogs`
+  of "nuts".
+  """
   target_log_prob: tf.Tensor
   log_accept_ratio: tf.Tensor
   is_accepted: tf.Tensor
   has_divergence: tf.Tensor
   num_leapfrog_steps: tf.Tensor
   step_size: tf.Tensor
+  trajectory_length: tf.Tensor
 
 
-def resolve_adaptation(adaptation: str, num_adaptation_steps: int) -> str:
-  """Maps "auto" to "windowed" when warm-up is long enough, else "step_size"."""
+# Trace fields with one value per step, shared by all chains.
+PER_STEP = ("step_size", "trajectory_length")
+# The fields files written before `trajectory_length` hold; readers fill the
+# missing ones with NaN (never refuse a file we wrote).
+LEGACY_TRACE_FIELDS = Trace._fields[:-1]
+
+
+def trace_fields(meta) -> tuple:
+  """The `Trace` fields a file holds: its `trace_fields`, else the legacy."""
+  return tuple(meta.get("trace_fields", LEGACY_TRACE_FIELDS))
+
+
+def resolve_adaptation(adaptation: str, num_adaptation_steps: int,
+                       kernel: str = "nuts") -> str:
+  """Maps "auto" to "windowed" when warm-up is long enough, else "step_size".
+
+  For "chees" and "snaper", "auto" is "step_size": their trajectory (and
+  SNAPER's preconditioner) adapt across chains on every warm-up step.
+  """
+  if kernel in _cross_chain.KERNELS:
+    return _cross_chain.resolve_adaptation(adaptation, num_adaptation_steps)
   if adaptation == "windowed" and num_adaptation_steps < MIN_WINDOWED_STEPS:
     # Shorter warm-ups give one-draw slow windows, a zero variance estimate
     # and a step size that collapses to 0 (every transition diverges).
@@ -67,13 +91,15 @@ MAX_TREE_DEPTH = 30
 def check_settings(*, kernel="nuts", num_adaptation_steps=0, step_size=None,
                    num_leapfrog_steps=20, max_tree_depth=10,
                    target_accept_prob=None, adaptation="auto",
-                   step_size_jitter=0.1, where: str = "make_kernel") -> dict:
+                   step_size_jitter=0.1, max_leapfrog_steps=1000,
+                   num_chains=None, where: str = "make_kernel") -> dict:
   """Checks every kernel setting once, where it enters (`make_kernel`).
 
   Settings that cannot work used to run anyway: `step_size=-0.1` or
   `num_leapfrog_steps=0` froze the chains with healthy-looking acceptance,
   `target_accept_prob=1.5` drove the step size to 0, and
-  `max_tree_depth=0` failed deep inside TFP.
+  `max_tree_depth=0` failed deep inside TFP. The cross-chain kernels
+  ("chees", "snaper") also need `num_chains >= 2` (when given).
 
   Returns:
     The settings, normalised (ints and floats).
@@ -105,6 +131,11 @@ def check_settings(*, kernel="nuts", num_adaptation_steps=0, step_size=None,
   out["step_size_jitter"] = _validate.real(
       step_size_jitter, "step_size_jitter", where, low=0., high=1.,
       high_open=True)
+  out["max_leapfrog_steps"] = _validate.count(
+      max_leapfrog_steps, "max_leapfrog_steps", where, minimum=1)
+  _cross_chain.check_adaptation(kernel, adaptation, where)
+  if num_chains is not None:
+    _cross_chain.check_chains(kernel, num_chains, where)
   return out
 
 
@@ -138,7 +169,8 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
                 num_adaptation_steps: int = 1000, step_size=None,
                 num_leapfrog_steps: int = 20, max_tree_depth: int = 10,
                 target_accept_prob: Optional[float] = None,
-                adaptation: str = "auto", step_size_jitter: float = 0.1):
+                adaptation: str = "auto", step_size_jitter: float = 0.1,
+                max_leapfrog_steps: int = 1000):
   """Builds the transition kernel `jdlayers.mcmc.sample` uses.
 
   Args:
@@ -147,19 +179,27 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
     bijectors: One bijector per part, unconstrained -> support.
     init_state: Initial parts `[C, ...]` (in the constrained space); they fix
       the shapes of the mass matrix.
-    kernel: "nuts" or "hmc".
+    kernel: "nuts", "hmc", "chees" (ChEES-HMC) or "snaper" (SNAPER-HMC);
+      the last two learn the trajectory length across chains (see
+      `_cross_chain`) and need at least 2 chains.
     num_adaptation_steps: Warm-up steps during which step size (and mass
-      matrix) adapt.
+      matrix, trajectory length) adapt.
     step_size: Initial step size; default `0.5 * d ** -0.25`.
-    num_leapfrog_steps: Leapfrog steps per HMC proposal.
+    num_leapfrog_steps: Leapfrog steps per HMC proposal ("chees" and
+      "snaper" start from one and learn the length).
     max_tree_depth: Maximum NUTS tree depth.
-    target_accept_prob: Dual-averaging target (default 0.8 NUTS, 0.75 HMC).
+    target_accept_prob: Dual-averaging target (default 0.8 NUTS, 0.75 HMC,
+      ChEES and SNAPER; theirs is the chains' harmonic-mean acceptance).
     adaptation: "windowed" (step size + diagonal mass matrix, Stan's windows),
       "step_size" (dual averaging only), "none", or "auto" (windowed when
-      `num_adaptation_steps >= 100`).
+      `num_adaptation_steps >= 100`; "step_size" for "chees" and "snaper").
+      "chees" and "snaper" refuse "windowed" (SNAPER adapts its own
+      preconditioner).
     step_size_jitter: HMC only: each step's step size is the adapted one
       times `U(1 - jitter, 1 + jitter)`, which avoids resonant trajectories
-      (see `JitteredStepSize`); 0 turns it off.
+      (see `JitteredStepSize`); 0 turns it off. ChEES and SNAPER jitter the
+      trajectory length instead.
+    max_leapfrog_steps: ChEES/SNAPER: most leapfrog steps per transition.
 
   Returns:
     A `tfp.mcmc.TransitionKernel` over the (constrained) parts.
@@ -172,7 +212,8 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
       kernel=kernel, num_adaptation_steps=num_adaptation_steps,
       step_size=step_size, num_leapfrog_steps=num_leapfrog_steps,
       max_tree_depth=max_tree_depth, target_accept_prob=target_accept_prob,
-      adaptation=adaptation, step_size_jitter=step_size_jitter)
+      adaptation=adaptation, step_size_jitter=step_size_jitter,
+      max_leapfrog_steps=max_leapfrog_steps)
   if not callable(target_log_prob_fn):
     raise TypeError(f"make_kernel: `target_log_prob_fn` must be callable; got "
                     f"{target_log_prob_fn!r}.")
@@ -181,15 +222,22 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
     raise ValueError(f"make_kernel: needs one bijector per state part; got "
                      f"{len(bijectors)} bijectors for {len(init_state)} parts.")
   step_size_jitter = settings["step_size_jitter"]
-  adaptation = resolve_adaptation(adaptation, num_adaptation_steps)
+  adaptation = resolve_adaptation(adaptation, num_adaptation_steps, kernel)
   num_chains = int(init_state[0].shape[0])
+  _cross_chain.check_chains(kernel, num_chains, "make_kernel")
   dtype = init_state[0].dtype
   if step_size is None:
     step_size = default_step_size(init_state, num_chains)
   step_size = tf.constant(step_size, dtype)
   if target_accept_prob is None:
     target_accept_prob = 0.8 if kernel == "nuts" else 0.75
-  transformed = not all(isinstance(b, tfb.Identity) for b in bijectors)
+  if kernel in _cross_chain.KERNELS:
+    inner = _cross_chain.make(
+        target_log_prob_fn, init_state, kernel=kernel, adaptation=adaptation,
+        num_adaptation_steps=num_adaptation_steps, step_size=step_size,
+        max_leapfrog_steps=max_leapfrog_steps,
+        target_accept_prob=target_accept_prob)
+    return _transformed(inner, bijectors)
   proposal = dict(target_log_prob_fn=target_log_prob_fn, step_size=step_size)
   if kernel == "hmc":
     proposal["num_leapfrog_steps"] = int(num_leapfrog_steps)
@@ -198,11 +246,8 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
 
   windowed = adaptation == "windowed"
   if windowed:
-    proposal["momentum_distribution"] = (
-        preconditioning_utils.make_momentum_distribution(
-            # Shapes only: unconstrained parts have the constrained shapes.
-            init_state, batch_shape=[num_chains],
-            running_variance_parts=[tf.ones_like(p) for p in init_state]))
+    proposal["momentum_distribution"] = _windowed.momentum(init_state,
+                                                           num_chains)
     base = {"hmc": tfp.experimental.mcmc.PreconditionedHamiltonianMonteCarlo,
             "nuts": tfp.experimental.mcmc.PreconditionedNoUTurnSampler}[kernel]
     inner = base(**proposal)
@@ -220,10 +265,18 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
         target_accept_prob=tf.constant(target_accept_prob, dtype))
   if windowed:
     inner = _windowed.windowed(inner, int(num_adaptation_steps), init_state)
-  if not transformed:
+  return _transformed(inner, bijectors)
+
+
+def _transformed(inner, bijectors):
+  """`inner` in a `TransformedTransitionKernel` unless every part is free.
+
+  TTK swaps the innermost target for the unconstrained one (with the
+  log-det-Jacobian), so the adapted mass matrix and trajectory length live
+  in unconstrained space.
+  """
+  if all(isinstance(b, tfb.Identity) for b in bijectors):
     return inner
-  # TTK swaps the innermost target for the unconstrained one (with the
-  # log-det-Jacobian), so the adapted mass matrix lives in unconstrained space.
   return tfp.mcmc.TransformedTransitionKernel(inner, list(bijectors))
 
 
@@ -312,11 +365,20 @@ def trace(kernel_results, num_leapfrog_steps: int = 0) -> Trace:
   div = _find(kernel_results, "has_divergence")
   if div is None:  # HMC: Stan's energy-error rule.
     div = ~(lar > -DIVERGENCE_ENERGY)
-  leap = _find(kernel_results, "leapfrogs_taken")
+  step = tf.cast(step, lar.dtype)
+  leap = _find(kernel_results, "leapfrogs_taken")  # NUTS
+  length = _cross_chain.trajectory_length(kernel_results)
   if leap is None:
-    leap = tf.fill(tf.shape(lar), tf.constant(num_leapfrog_steps, tf.int32))
+    # ChEES/SNAPER set each step's count in the HMC results.
+    leap = _find(_find(kernel_results, "accepted_results"),
+                 "num_leapfrog_steps")
+  if leap is None:
+    leap = tf.constant(num_leapfrog_steps, tf.int32)
+  leap = tf.broadcast_to(tf.cast(leap, tf.int32), tf.shape(lar))
+  if length is None:  # HMC: the nominal length; NUTS: the chains' mean
+    length = step * tf.reduce_mean(tf.cast(leap, lar.dtype))
   return Trace(target_log_prob=tlp, log_accept_ratio=lar,
                is_accepted=accepted, has_divergence=div,
-               num_leapfrog_steps=tf.cast(leap, tf.int32),
-               step_size=tf.cast(step, lar.dtype))
+               num_leapfrog_steps=leap, step_size=step,
+               trajectory_length=tf.cast(length, lar.dtype))
 

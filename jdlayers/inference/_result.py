@@ -32,7 +32,9 @@ class Diagnostics:
       split R-hat), `ess_bulk` and `ess_tail` (min over elements), `mean` and
       `sd` (of the first element, for a glance).
     stats: `num_chains`, `num_draws`, `acceptance_rate`, `divergences`,
-      `step_size`, `mean_leapfrogs`, `mean_tree_depth` (NUTS), `seconds`.
+      `step_size`, `trajectory_length` (the learned one for "chees" and
+      "snaper", see `Trace`), `mean_leapfrogs`, `mean_tree_depth` (NUTS),
+      `seconds`.
   """
   rows: List[dict]
   stats: dict
@@ -149,6 +151,17 @@ class MCMCResult:
     return float(self.trace.step_size[-1]) if len(self.trace.step_size) else (
         float("nan"))
 
+  @property
+  def trajectory_length(self) -> float:
+    """Mean integration time (step size x leapfrogs) over the kept draws.
+
+    For "chees" and "snaper", the learned trajectory length (fixed after
+    warm-up; each step jitters it); NaN for files written before it was
+    traced, or without draws.
+    """
+    t = self.trace.trajectory_length
+    return float(np.mean(t)) if len(t) else float("nan")
+
   # -- prediction ---------------------------------------------------------
   def predict(self, x, seed=None, max_draws: Optional[int] = None,
               batch_size: int = 256) -> Predictive:
@@ -185,6 +198,7 @@ class MCMCResult:
                  kernel=self.kernel, adaptation=self.adaptation,
                  acceptance_rate=self.acceptance_rate,
                  divergences=self.num_divergences, step_size=self.step_size,
+                 trajectory_length=self.trajectory_length,
                  mean_leapfrogs=float(self.trace.num_leapfrog_steps.mean()),
                  seconds=self.seconds)
     if self.kernel == "nuts":
@@ -273,7 +287,7 @@ class MCMCResult:
                 dtype=post.model.dtype.name,
                 seed=[int(s) for s in np.ravel(self.seed)],
                 diagnostics=self._diagnostics_meta(), model=config,
-                model_error=why)
+                model_error=why, trace_fields=list(_kernels.Trace._fields))
     return _result_schema.RESULT.write(path, meta, arrays,
                                        overwrite=overwrite)
 
@@ -391,7 +405,7 @@ def load_result(path, model=None, *,
       raise _files.fail(path, f"part {name!r} is {got} but the model's is "
                         f"{dtype.name}.")
   for prefix in ("trace_", "warmup_"):
-    for k in _result_schema.TRACE_FIELDS:
+    for k in _kernels.trace_fields(meta):
       got = headers[prefix + k].dtype
       if got.kind not in _result_schema.TRACE_KINDS.get(k, "f"):
         raise _files.fail(path, f"array {prefix + k!r} has dtype {got}.")

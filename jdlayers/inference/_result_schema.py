@@ -36,8 +36,9 @@ def _consistent(meta) -> str:
 
 def _members(meta) -> list:
   return (_schema.indexed("state_", len(meta["part_names"]))
-          + [f"trace_{k}" for k in TRACE_FIELDS]
-          + [f"warmup_{k}" for k in TRACE_FIELDS] + ["x", "y", "seed"])
+          + [f"trace_{k}" for k in _kernels.trace_fields(meta)]
+          + [f"warmup_{k}" for k in _kernels.trace_fields(meta)]
+          + ["x", "y", "seed"])
 
 
 RESULT = _schema.Schema(
@@ -55,7 +56,10 @@ RESULT = _schema.Schema(
      "seed": _S.List(_S.Int(minimum=-2 ** 63, maximum=2 ** 64 - 1)),
      "diagnostics": _S.Optional_(_S.Dict()),
      "model": _S.Optional_(_S.Dict()),
-     "model_error": _S.Optional_(_S.Str())},
+     "model_error": _S.Optional_(_S.Str()),
+     # Absent in files written before `trajectory_length` existed.
+     "trace_fields": _S.List(_S.Str(TRACE_FIELDS), unique=True)},
+    optional=("trace_fields",),
     members=_members,
     max_members=lambda meta: len(meta["part_names"]) + 2 * len(TRACE_FIELDS)
     + 3,
@@ -73,7 +77,7 @@ def shapes(meta, part_shapes: Sequence[Tuple[int, ...]]
   d, c, w = meta["num_draws"], meta["num_chains"], meta["num_warmup"]
   out = {f"state_{i}": (d, c) + tuple(s) for i, s in enumerate(part_shapes)}
   for prefix, steps in (("trace_", d), ("warmup_", w)):
-    out.update({prefix + k: (steps,) if k == "step_size" else (steps, c)
-                for k in TRACE_FIELDS})
+    out.update({prefix + k: (steps,) if k in _kernels.PER_STEP else (steps, c)
+                for k in _kernels.trace_fields(meta)})
   out["seed"] = (len(meta["seed"]),)
   return out

@@ -1,11 +1,13 @@
 """`Sampler`: runs MCMC chains in compiled chunks, with progress.
 
 All chains advance together (the layers carry the chain dim), inside one
-`tf.while_loop` compiled with XLA by default. The loop runs in chunks of
-`chunk_size` steps so that progress can be shown and partial results read
-between chunks; one compiled function serves every chunk (the chunk length is
-a runtime argument). The seed of step `t` is `fold_in(seed, t)`, so the draws
-do not depend on how the run is chunked.
+`tf.while_loop` compiled with XLA by default (`_loop`). The loop runs in
+chunks of `chunk_size` steps so that progress can be shown and partial
+results read between chunks; one compiled function serves every chunk (the
+chunk length is a runtime argument) and every later run of the same model
+with data of the same shapes and the same settings (the data and seed are
+arguments). The seed of step `t` is `fold_in(seed, t)`, so the draws do not
+depend on how the run is chunked.
 
 With `checkpoint=path` the sampler saves its whole state every
 `checkpoint_every` steps (chunks end on those steps), atomically, and
@@ -25,7 +27,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from jdlayers import _validate
-from jdlayers.inference import _checkpoint, _initial_check, _kernels
+from jdlayers.inference import (_checkpoint, _cross_chain, _initial_check,
+                                _kernels, _loop)
 from jdlayers.inference._result import MCMCResult
 from jdlayers.layers._base import stateless_seed
 
@@ -42,7 +45,7 @@ class Sampler:
     num_chains: Chains `C` run in parallel (>= 1).
     num_results: Draws kept per chain after warm-up (>= 1).
     num_burnin_steps: Warm-up steps (adaptation), discarded.
-    kernel: "nuts" or "hmc".
+    kernel: "nuts", "hmc", "chees" or "snaper" (see `make_kernel`).
     init: "shrunk", "prior", or a list of initial parts `[C, ...]`.
     init_scale: Shrink factor of the "shrunk" init.
     seed: Stateless seed (int or pair); the same seed gives the same draws.
@@ -60,7 +63,8 @@ class Sampler:
       (after checking it was written with the same settings and data; with
       `seed=None` its seed is used); without one, start afresh.
     **kernel_kwargs: Passed to `make_kernel` (step_size, num_leapfrog_steps,
-      max_tree_depth, target_accept_prob, adaptation).
+      max_tree_depth, target_accept_prob, adaptation, step_size_jitter,
+      max_leapfrog_steps).
 
   Attributes:
     step: Steps done so far, warm-up included.
@@ -69,6 +73,11 @@ class Sampler:
     resumed_from: The step restored from `checkpoint` (None if fresh).
     checkpoint_seconds: Wall time spent writing checkpoints (not included in
       `wall_time`).
+    compile_seconds: Wall time of the first chunk call that traced and
+      compiled the loop (0 when an earlier run's compiled loop was reused;
+      included in `wall_time`).
+    loop: The compiled `_loop.ChunkLoop` (shared with other runs of the same
+      model, settings and shapes; `loop.traces` counts its traces).
 
   Raises:
     ValueError: For invalid settings, a checkpoint of another run, or a
@@ -97,6 +106,7 @@ class Sampler:
                **kernel_kwargs):
     _check_counts(num_chains, num_results, num_burnin_steps, chunk_size,
                   checkpoint_every)
+    _cross_chain.check_chains(kernel, num_chains, "mcmc.Sampler")
     _kernels.check_start(init=init, init_scale=init_scale, seed=seed,
                          jit_compile=jit_compile, where="mcmc.Sampler")
     saved = _open_checkpoint(checkpoint, checkpoint_every, resume)
@@ -118,7 +128,7 @@ class Sampler:
     self.init_state, self.init_scale = list(state), init_scale
     self.kernel_kwargs = dict(kernel_kwargs)
     self.adaptation = _kernels.resolve_adaptation(
-        kernel_kwargs.get("adaptation", "auto"), num_burnin_steps)
+        kernel_kwargs.get("adaptation", "auto"), num_burnin_steps, kernel)
     self._kernel = _kernels.make_kernel(
         posterior.log_prob, posterior.bijectors, state, kernel=kernel,
         num_adaptation_steps=num_burnin_steps, **kernel_kwargs)
@@ -143,8 +153,14 @@ class Sampler:
         np.empty((total,) + tuple(t.shape), t.dtype.as_numpy_dtype)
         for t in tr0])
     self.wall_time = 0.0
-    self._run_chunk = tf.function(self._chunk, jit_compile=jit_compile,
-                                  autograph=False)
+    settings = dict(kernel_kwargs, kernel=kernel,
+                    num_adaptation_steps=num_burnin_steps)
+    self.loop = _loop.loop_for(
+        posterior, state, settings,
+        lambda post, s: _kernels.make_kernel(post.log_prob, post.bijectors,
+                                             s, **settings),
+        self.chunk_size, self._leapfrogs, jit_compile)
+    self.compile_seconds = 0.0
     self.jit_compile = jit_compile
     self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
     self.checkpoint_every = (int(checkpoint_every or self.chunk_size)
@@ -174,34 +190,6 @@ class Sampler:
   def done(self) -> bool:
     return self.step >= self.total_steps
 
-  # -- the compiled loop --------------------------------------------------
-  def _chunk(self, state, kernel_results, step0, n):
-    size = self.chunk_size
-    state_tas = [tf.TensorArray(p.dtype, size=size, element_shape=p.shape)
-                 for p in state]
-    tr0 = _kernels.trace(kernel_results, self._leapfrogs)
-    trace_tas = [tf.TensorArray(t.dtype, size=size, element_shape=t.shape)
-                 for t in tr0]
-
-    def body(i, state, kr, state_tas, trace_tas):
-      seed = tf.random.experimental.stateless_fold_in(self._run_seed,
-                                                      step0 + i)
-      state, kr = self._kernel.one_step(state, kr, seed=seed)
-      state = list(state)
-      tr = _kernels.trace(kr, self._leapfrogs)
-      state_tas = [ta.write(i, p) for ta, p in zip(state_tas, state)]
-      trace_tas = [ta.write(i, t) for ta, t in zip(trace_tas, tr)]
-      return i + 1, state, kr, state_tas, trace_tas
-
-    _, state, kr, state_tas, trace_tas = tf.while_loop(
-        lambda i, *_: i < n, body,
-        (tf.constant(0), list(state), kernel_results, state_tas, trace_tas))
-    # The results' leaves too: flattening a composite (e.g. the windowed
-    # momentum distribution) in Python costs ~0.1 s per checkpoint.
-    return (state, kr, [ta.stack() for ta in state_tas],
-            _kernels.Trace(*[ta.stack() for ta in trace_tas]),
-            tf.nest.flatten(kr, expand_composites=True))
-
   def run(self, num_steps: Optional[int] = None,
           progress: Union[bool, Callable] = True,
           callback: Optional[Callable] = None) -> "Sampler":
@@ -230,12 +218,16 @@ class Sampler:
       if self.checkpoint_every:
         n = min(n, self.checkpoint_every - self.step % self.checkpoint_every)
       t0 = time.perf_counter()
-      state, kr, draws, tr, leaves = self._run_chunk(
-          self.state, self.kernel_results, tf.constant(self.step, tf.int32),
-          tf.constant(n, tf.int32))
+      traces = self.loop.traces
+      state, kr, draws, tr, leaves = self.loop(
+          self.state, self.kernel_results, self.step, n, self._run_seed,
+          self.posterior.x, self.posterior.y)
       draws = [d.numpy()[:n] for d in draws]
       tr = _kernels.Trace(*[t.numpy()[:n] for t in tr])
-      self.wall_time += time.perf_counter() - t0
+      seconds = time.perf_counter() - t0
+      self.wall_time += seconds
+      if self.loop.traces > traces:
+        self.compile_seconds += seconds
       self.state, self.kernel_results = list(state), kr
       self._kr_leaves = (kr, leaves)
       self._store(draws, tr)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.experimental.mcmc import windowed_sampling
+from tensorflow_probability.python.experimental.mcmc import (
+    preconditioning_utils, windowed_sampling)
 
 
 class WindowedAdaptation(windowed_sampling.WindowedAdaptation):
@@ -97,3 +98,14 @@ def windowed(step_size_kernel, num_adaptation_steps: int, init_state):
       step_size_kernel, initial_running_variance=running,
       num_estimation_steps=num_adaptation_steps)
   return WindowedAdaptation(dmma, num_adaptation_steps)
+
+
+def momentum(init_state, num_chains: int):
+  """The preconditioned kernels' momentum distribution (identity mass).
+
+  Shapes only: unconstrained parts have the constrained shapes; one diagonal
+  per chain, which `DiagonalMassMatrixAdaptation` replaces as it adapts.
+  """
+  return preconditioning_utils.make_momentum_distribution(
+      init_state, batch_shape=[num_chains],
+      running_variance_parts=[tf.ones_like(p) for p in init_state])

@@ -67,6 +67,14 @@ class Posterior:
     self.bijectors: List[tfb.Bijector] = _state.state_bijectors(
         model.network, model.likelihood.latents)
 
+  def with_data(self, x: tf.Tensor, y: tf.Tensor) -> "Posterior":
+    """The same posterior over other data of the same shapes, unchecked.
+
+    For compiled loops that take the data as arguments (symbolic tensors);
+    use `model.posterior(x, y)` for user data, which validates it.
+    """
+    return Posterior(self.model, x, y, self.out_shape)
+
   # -- structure ----------------------------------------------------------
   def unpack(self, parts: Sequence) -> Tuple[object, Dict[str, tf.Tensor]]:
     """Flat parts -> `(network, {latent name: value})`."""

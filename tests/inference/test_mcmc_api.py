@@ -36,7 +36,7 @@ def _run(**kw):
     (dict(num_burnin_steps=-1), "`num_burnin_steps` must be an int >= 0"),
     (dict(num_chains=2.5), "`num_chains` must be an int"),
     (dict(chunk_size=0), "`chunk_size` must be an int >= 1"),
-    (dict(kernel="mala"), r"`kernel` must be one of \['nuts', 'hmc'\]"),
+    (dict(kernel="mala"), r"`kernel` must be one of \['nuts', 'hmc', 'chees', 'snaper'\]"),
     (dict(adaptation="fast"), "`adaptation` must be one of"),
     (dict(adaptation="windowed", num_burnin_steps=30),
      "adaptation='windowed' needs num_burnin_steps >= 100; got 30"),

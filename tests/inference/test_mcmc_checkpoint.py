@@ -135,7 +135,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted_run(tmp_path):
   assert resumed["draws"] == ref.num_draws == 60
   with np.load(resumer.out) as got:
     want = list(ref.states) + list(ref.trace) + list(ref.warmup_trace)
-    assert len(got.files) == len(want) == 4 + 12
+    assert len(got.files) == len(want) == 4 + 2 * len(jdl.mcmc.Trace._fields)
     for i, w in enumerate(want):
       np.testing.assert_array_equal(got[f"arr_{i}"], w, err_msg=str(i))
   assert _checkpoint_step(ckpt) == TOTAL
@@ -268,7 +268,8 @@ def test_fingerprint_covers_every_setting_and_names_each_difference():
   fp = _checkpoint.fingerprint(sampler, "shrunk")
   assert sorted(fp) == sorted([
       "adaptation", "dtype", "init", "init_scale", "jit_compile", "kernel",
-      "log_prob_at_init", "max_tree_depth", "model", "num_burnin_steps",
+      "log_prob_at_init", "max_leapfrog_steps", "max_tree_depth", "model",
+      "num_burnin_steps",
       "num_chains", "num_leapfrog_steps", "num_results", "parts", "seed",
       "step_size", "step_size_jitter", "target_accept_prob", "x_sha256",
       "y_sha256"])
@@ -279,6 +280,13 @@ def test_fingerprint_covers_every_setting_and_names_each_difference():
                      "checkpoint, 3 now; step_size_jitter: 0.1 in"):
     _checkpoint.check_fingerprint("f.npz", fp, other)
   _checkpoint.check_fingerprint("f.npz", fp, dict(fp))
+  # A checkpoint written before `max_leapfrog_steps` existed had its default.
+  old = {k: v for k, v in fp.items() if k != "max_leapfrog_steps"}
+  _checkpoint.check_fingerprint("f.npz", old, dict(fp))
+  with pytest.raises(ValueError, match="max_leapfrog_steps: 1000 in the "
+                     "checkpoint, 50 now"):
+    _checkpoint.check_fingerprint("f.npz", old,
+                                  dict(fp, max_leapfrog_steps=50))
 
 
 def _tamper(src, dst, drop_kr=False, kind="mcmc_checkpoint", **meta_changes):

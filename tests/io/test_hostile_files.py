@@ -238,7 +238,7 @@ def test_crafted_valid_result_loads(tmp_path):
     (dict(num_draws=-1), "lacks a valid 'num_draws': -1 is out of range"),
     (dict(kernel=5), "lacks a valid 'kernel': 5 is not a string"),
     (dict(kernel="gibbs"), r"'kernel': 'gibbs' is not a known value; "
-     r"expected one of \['nuts', 'hmc'\]"),
+     r"expected one of \['nuts', 'hmc', 'chees', 'snaper'\]"),
     (dict(seconds=float("inf")), "lacks a valid 'seconds'"),
     (dict(part_names=["a", "a"]), "lacks a valid 'part_names'"),
     (dict(num_draws=3), "complete=True with 3 of 2 draws|num_draws=3 "
@@ -278,5 +278,5 @@ def test_huge_counts_in_metadata_build_no_lists(tmp_path):
   fields["part_names"] = [f"p{i}" for i in range(10 ** 5)]
   path = _rewrite(tmp_path / "r.jdl.npz", "mcmc_result", fields, arrays)
   with pytest.raises(FileFormatError, match=r"the metadata implies "
-                     r"100,015 arrays but the file holds 21"):
+                     r"100,017 arrays but the file holds 21"):
     jdl.mcmc.load_result(path)
