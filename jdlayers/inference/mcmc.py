@@ -1,4 +1,4 @@
-"""HMC and NUTS over whole Bayesian networks (`jdlayers.mcmc`).
+"""HMC, NUTS, ChEES and SNAPER over whole Bayesian networks (`jdlayers.mcmc`).
 
 Two tiers:
 
@@ -40,7 +40,7 @@ __all__ = [
 def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
            num_burnin_steps: int = 1000, kernel: str = "nuts",
            step_size: Optional[float] = None, num_leapfrog_steps: int = 20,
-           max_tree_depth: int = 10,
+           max_tree_depth: int = 10, max_leapfrog_steps: int = 1000,
            target_accept_prob: Optional[float] = None,
            adaptation: str = "auto", step_size_jitter: float = 0.1,
            init: Union[str, Sequence] = "shrunk",
@@ -49,28 +49,42 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
            checkpoint_every: Optional[int] = None, resume: bool = False,
            progress: Union[bool, Callable] = True,
            callback: Optional[Callable] = None) -> MCMCResult:
-  """Samples the posterior of `model` given `(x, y)` with HMC or NUTS.
+  """Samples the posterior of `model` given `(x, y)` with HMC-family kernels.
 
   All chains run at once through the layers' sample dim. Warm-up adapts the
-  step size by dual averaging and, by default ("auto" with at least 100
-  warm-up steps), a diagonal mass matrix in Stan's windows. Divergent
-  transitions are reported in the diagnostics, never raised.
+  step size by dual averaging and, for "nuts" and "hmc" by default ("auto"
+  with at least 100 warm-up steps), a diagonal mass matrix in Stan's
+  windows; "chees" and "snaper" learn the trajectory length from all chains
+  at once (SNAPER also a diagonal preconditioner). Divergent transitions are
+  reported in the diagnostics, never raised.
+
+  The compiled sampling loop takes the data and the seed as arguments and is
+  kept on the model: a second call with data of the same shapes and the same
+  settings reuses it (no tracing, no XLA compilation), which makes SBC,
+  cross-validation and refits cheap.
 
   Args:
     model: A `jdlayers.models.Model`.
     x: `[N, *features]` inputs.
     y: `[N, *obs]` observations.
-    num_chains: Chains `C` (>= 1).
+    num_chains: Chains `C` (>= 1; >= 2 for "chees" and "snaper", which are
+      built for many: 16 to 128).
     num_results: Draws kept per chain (>= 1).
     num_burnin_steps: Warm-up steps (>= 0), discarded.
-    kernel: "nuts" or "hmc".
+    kernel: "nuts" (No-U-Turn), "hmc" (fixed trajectory), "chees"
+      (ChEES-HMC, Hoffman et al. 2021) or "snaper" (SNAPER-HMC, Sountsov &
+      Hoffman 2021). The last two tune one jittered trajectory length for
+      all chains in lockstep, so no chain waits for another's tree.
     step_size: Initial step size (default `0.5 * d ** -0.25`, `d` = number of
       parameters).
     num_leapfrog_steps: Leapfrog steps per HMC proposal.
     max_tree_depth: Maximum NUTS tree depth.
+    max_leapfrog_steps: Most leapfrog steps per "chees"/"snaper" transition.
     target_accept_prob: Acceptance target of step size adaptation (default
-      0.8 for NUTS, 0.75 for HMC).
-    adaptation: "auto", "windowed", "step_size" or "none".
+      0.8 for NUTS, 0.75 for the others; for "chees"/"snaper" it is the
+      harmonic mean over chains).
+    adaptation: "auto", "windowed", "step_size" or "none" ("chees" and
+      "snaper" refuse "windowed"; their "auto" is "step_size").
     step_size_jitter: HMC draws each step's step size from
       `adapted * U(1 - jitter, 1 + jitter)`, which avoids resonant,
       non-ergodic trajectories; 0 turns it off. NUTS ignores it.
@@ -138,8 +152,10 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
   """
   _check_run_settings(
       model, kernel=kernel, num_burnin_steps=num_burnin_steps,
-      step_size=step_size, num_leapfrog_steps=num_leapfrog_steps,
-      max_tree_depth=max_tree_depth, target_accept_prob=target_accept_prob,
+      num_chains=num_chains, step_size=step_size,
+      num_leapfrog_steps=num_leapfrog_steps, max_tree_depth=max_tree_depth,
+      max_leapfrog_steps=max_leapfrog_steps,
+      target_accept_prob=target_accept_prob,
       adaptation=adaptation, step_size_jitter=step_size_jitter, init=init,
       init_scale=init_scale, seed=seed, jit_compile=jit_compile,
       progress=progress, callback=callback)
@@ -152,7 +168,8 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
       checkpoint_every=checkpoint_every, resume=resume, step_size=step_size,
       num_leapfrog_steps=num_leapfrog_steps, max_tree_depth=max_tree_depth,
       target_accept_prob=target_accept_prob, adaptation=adaptation,
-      step_size_jitter=step_size_jitter)
+      step_size_jitter=step_size_jitter,
+      max_leapfrog_steps=max_leapfrog_steps)
   try:
     sampler.run(progress=progress, callback=callback)
   except KeyboardInterrupt:
@@ -169,8 +186,9 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
   return sampler.result()
 
 
-def _check_run_settings(model, *, num_burnin_steps, init, init_scale, seed,
-                        jit_compile, progress, callback, **kernel_settings):
+def _check_run_settings(model, *, num_burnin_steps, num_chains, init,
+                        init_scale, seed, jit_compile, progress, callback,
+                        **kernel_settings):
   """Checks `sample`'s settings before the data is touched or anything is
   compiled (counts and checkpoints are checked by `Sampler`)."""
   where = "mcmc.sample"
@@ -178,11 +196,12 @@ def _check_run_settings(model, *, num_burnin_steps, init, init_scale, seed,
     raise TypeError(f"{where}: `model` must be a jdlayers.models.Model; got "
                     f"{type(model).__name__}. Wrap the network: "
                     "jdl.models.Model(net, jdl.models.Normal(scale=...)).")
-  if isinstance(num_burnin_steps, bool) or not isinstance(
-      num_burnin_steps, numbers.Integral) or num_burnin_steps < 0:
+  counts = (num_burnin_steps, num_chains)
+  if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0
+         for n in counts):
     return  # `Sampler` reports it, with the other counts
   _kernels.check_settings(num_adaptation_steps=num_burnin_steps, where=where,
-                          **kernel_settings)
+                          num_chains=num_chains, **kernel_settings)
   _kernels.check_start(init=init, init_scale=init_scale, seed=seed,
                        jit_compile=jit_compile, where=where)
   _validate.callable_or_flag(progress, "progress", where)
