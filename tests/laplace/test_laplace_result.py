@@ -172,6 +172,14 @@ def test_errors_name_the_argument(fitted):
     jdl.laplace.fit(model, x, y, params=[p[..., :1] for p in la.params])
   with pytest.raises(ValueError, match="pred_type"):
     la.predict(x, pred_type="laplace")
+  horseshoe = jdl.models.Model(
+      jdl.Affine(2, 2, prior=jdl.priors.horseshoe(0.1)),
+      jdl.models.Categorical())
+  xs, ys = np.ones((4, 2), np.float32), np.arange(4) % 2
+  assert jdl.laplace.fit(horseshoe, xs, ys, map_options=dict(steps=2)
+                         ).subset == ["weights", "bias"]
+  with pytest.raises(ValueError, match=r"'global_scale'.*not the real line"):
+    jdl.laplace.fit(horseshoe, xs, ys, subset="*scale", hessian="diag")
   poisson = jdl.models.Model(jdl.Affine(1, 2), jdl.models.Poisson())
   with pytest.raises(ValueError, match="Poisson has no generalized Gauss-"
                      "Newton.*Categorical"):

@@ -93,7 +93,7 @@ def fit(model, x, y, *, params=None, hessian: str = "kron",
   net_shapes = [tuple(p.shape) for p in tf.nest.flatten(structure)]
   num_net = len(net_shapes)
   selection = _select.select(post.part_names, num_net, net_shapes, subset,
-                             where)
+                             where, _select.real_parts(model))
   blocks = (_select.kron_blocks(selection, structure, where)
             if hessian == "kron" else ())
   need = _structures.nbytes(hessian, selection.num_params, blocks)

@@ -70,7 +70,8 @@ def load(path, model=None, *,
   try:
     selection = _select.select(names, len(probe),
                                [tuple(p.shape) for p in probe],
-                               list(meta["subset"]) or ["-"], "subset")
+                               list(meta["subset"]) or ["-"], "subset",
+                               _select.real_parts(model))
   except ValueError as e:
     raise _files.fail(path, str(e)) from None
   if list(selection.names) != list(meta["subset"]):

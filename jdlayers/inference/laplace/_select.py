@@ -13,6 +13,10 @@ import dataclasses
 import fnmatch
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
+import tensorflow as tf
+
+from jdlayers import _state
 from jdlayers.compose._base import CompositeLayer
 from jdlayers.layers import _base
 from jdlayers.layers.affine import AffineLayer
@@ -78,15 +82,35 @@ def group_of(name: str) -> str:
   return name.rsplit("/", 1)[0] if "/" in name else ""
 
 
+def real_parts(model) -> List[bool]:
+  """Per network part of `model`, whether its support is the whole real
+  line (its event-space bijector is the identity): only those get a
+  Gaussian."""
+  out = []
+  for b, part in zip(_state.event_space_bijectors(model.network),
+                     tf.nest.flatten(model.probe)):
+    shape = tuple(part.shape)
+    probe = tf.constant(np.linspace(-2.5, 2.5, max(1, int(np.prod(
+        shape, dtype=np.int64)))).reshape(shape), part.dtype)
+    out.append(bool(np.allclose(b.forward(probe), probe, rtol=0,
+                                atol=1e-6)))
+  return out
+
+
 def select(part_names: Sequence[str], num_net_parts: int, shapes,
-           subset: Subset, where: str) -> Selection:
+           subset: Subset, where: str,
+           real: Optional[Sequence[bool]] = None) -> Selection:
   """Resolves `subset` against the network's part names.
+
+  "all" and "last_layer" take the real-valued parts (weights, biases), not
+  a constrained one such as a hierarchical prior's scales.
 
   Raises:
     TypeError: For a subset that is not a string or a list of strings.
     ValueError: For a glob matching no network part (the message lists the
-      part names) or an empty network.
+      part names), one matching a constrained part, or an empty network.
   """
+  real = [True] * num_net_parts if real is None else list(real)
   names = list(part_names[:num_net_parts])
   if not names:
     raise ValueError(f"{where}: the network has no parameters to "
@@ -101,13 +125,20 @@ def select(part_names: Sequence[str], num_net_parts: int, shapes,
                     f"over part names or a list of globs; got {subset!r}.")
   chosen = set()
   for pattern in patterns:
+    ok = [n for n, r in zip(names, real) if r]
     if pattern == "all":
-      hits = names
+      hits = ok
     elif pattern == "last_layer":
-      last = group_of(names[-1])
-      hits = [n for n in names if group_of(n) == last]
+      last = group_of(ok[-1]) if ok else ""
+      hits = [n for n in ok if group_of(n) == last]
     else:
       hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+      bad = [n for n in hits if n not in ok]
+      if bad:
+        raise ValueError(f"{where}: `subset` {pattern!r} matches {bad}, "
+                         "whose support is not the real line (a scale); the "
+                         "Laplace approximation covers real-valued parts: "
+                         f"{ok}.")
     if not hits:
       raise ValueError(f"{where}: `subset` {pattern!r} matches no network "
                        f"part; the parts are {names} (or use 'all' / "
