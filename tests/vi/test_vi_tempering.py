@@ -167,3 +167,17 @@ def test_temperature_fits_the_tempered_blr_posterior():
   assert np.all(np.abs(loc - mean) < 0.2 * np.sqrt(t) * post_sd), (
       (loc - mean) / post_sd)
   np.testing.assert_allclose(sd, np.sqrt(t) * mf_sd, rtol=0.1)
+
+
+def test_schedule_and_temperature_under_xla():
+  model, x, y = _tiny()
+  schedule = vi.linear_warmup(4)
+  q = vi.fit(model, x, y, epochs=6, batch_size=8, learning_rate=1e-2,
+             kl_weight=schedule, temperature=0.5, seed=2, progress=False,
+             jit_compile=True)
+  h = q.history
+  assert np.all(np.isfinite(h.loss))
+  assert h.loss[0] == pytest.approx(h.nll[0], rel=1e-6)  # weight 0 at epoch 0
+  # With T != 1 the gap holds the entropy too: w(e) * (KL + 0.5 H) / N.
+  gap = np.array(h.loss) - np.array(h.nll)
+  assert np.all(gap[1:] != 0.)
