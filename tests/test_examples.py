@@ -132,3 +132,13 @@ def test_keras_bayesian_cnn_smoke(tmp_path, capsys):
   assert "reloaded model predicts identically" in out
   for name in ("Bayesian CNN (4 draws)", "Keras CNN (deterministic)"):
     assert name in out and "ECE" in out
+
+
+def test_uncertainty_study_smoke_prints_every_seed_and_medians(tmp_path):
+  pytest.importorskip("sklearn")
+  stdout = _run_example("uncertainty_study", tmp_path)
+  demo = _load("uncertainty_study")
+  for variant in demo.VARIANTS:
+    assert re.search(rf"^{re.escape(variant)}\s+0\s+[\d.]+\s+[\d.]+\s+"
+                     r"[\d.]+\s+[\d.]+\s+(-|yes|no)$", stdout, re.M), variant
+    assert re.search(rf"^{re.escape(variant)}\s+med\s", stdout, re.M), variant
