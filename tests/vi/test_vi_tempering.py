@@ -181,3 +181,15 @@ def test_schedule_and_temperature_under_xla():
   # With T != 1 the gap holds the entropy too: w(e) * (KL + 0.5 H) / N.
   gap = np.array(h.loss) - np.array(h.nll)
   assert np.all(gap[1:] != 0.)
+
+
+def test_schedule_with_a_dataset():
+  model, x, y = _tiny()
+  data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+  schedule = vi.cyclical(2, ramp=1.)  # 0, 0.5, 0, 0.5
+  q = vi.fit(model, data, epochs=4, kl_weight=schedule, seed=1,
+             progress=False)
+  h = q.history
+  w = np.array([schedule(e) for e in range(4)])
+  np.testing.assert_allclose(np.array(h.loss) - np.array(h.nll),
+                             w * np.array(h.kl) / 16, rtol=2e-3, atol=1e-5)
