@@ -18,8 +18,8 @@ _WHERE = "vi.fit"
 
 def check_settings(*, surrogate, epochs, batch_size, optimizer,
                    learning_rate, num_samples, num_examples, analytic_kl,
-                   kl_weight, temperature, seed, shuffle, jit_compile,
-                   progress) -> None:
+                   kl_weight, seed, shuffle, jit_compile, progress,
+                   temperature=1.0) -> None:
   """Checks `vi.fit`'s settings (see its docstring for their meaning).
 
   Raises:
