@@ -26,7 +26,7 @@ COLUMNS = (
     ("ESS/1k grads", "ess_per_grad", ".3f", 1e3),
     ("compile s", "compile_s", ".1f", 1.),
     ("2nd call: compile s", "second_compile_s", ".2f", 1.),
-    ("2nd call: setup+1st chunk s", "second_overhead_s", ".2f", 1.),
+    ("2nd call: setup+1-step chunk s", "second_overhead_s", ".2f", 1.),
     ("R-hat max", "rhat_max", ".3f", 1.),
     ("min ESS", "min_ess", ".0f", 1.),
     ("leapfrogs/step", "mean_leapfrogs", ".0f", 1.),
