@@ -30,7 +30,7 @@ def _model():
 
 
 def _settings(kernel, **kw):
-  out = dict(SETTINGS, kernel=kernel)
+  out = dict(SETTINGS, kernel=kernel, num_results=5, num_burnin_steps=5)
   if kernel in ("chees", "snaper"):
     out.pop("num_leapfrog_steps")
   out.update(kw)
@@ -62,10 +62,12 @@ def test_second_run_on_new_data_reuses_the_loop(kernel):
   second = _run(model, _data(seed=1), kernel, seed=6)
   assert second.loop is first.loop and second.loop.traces == 1
   assert second.compile_seconds == 0
-  # ... that samples the new data: equal to a fresh model's compiled run.
-  fresh = _run(_model(), _data(seed=1), kernel, seed=6)
-  assert fresh.loop is not first.loop and fresh.compile_seconds > 0
-  _assert_same_draws(second, fresh)
+  # ... that samples the new data: equal to a fresh model's compiled run
+  # (NUTS and SNAPER, whose traces take longest, skip this).
+  if kernel in ("hmc", "chees"):
+    fresh = _run(_model(), _data(seed=1), kernel, seed=6)
+    assert fresh.loop is not first.loop and fresh.compile_seconds > 0
+    _assert_same_draws(second, fresh)
   # The first data and seed again: the first run's draws, bit for bit.
   again = _run(model, _data(), kernel)
   assert again.loop.traces == 1 and again.compile_seconds == 0
@@ -74,22 +76,29 @@ def test_second_run_on_new_data_reuses_the_loop(kernel):
   assert len(_loops(model)) == 1
 
 
+@pytest.fixture(scope="module")
+def first():
+  """A model with one ChEES loop, that the cases below add to."""
+  model = _model()
+  return model, _run(model, _data(), "chees").loop
+
+
 @pytest.mark.parametrize("change", [
     dict(data=_data(n=13)),                 # other data shapes
     dict(num_chains=3),                     # other state shapes
-    dict(num_burnin_steps=21),              # other settings
+    dict(num_burnin_steps=6),               # other settings
     dict(step_size=0.05),
     dict(max_leapfrog_steps=50),
     dict(chunk_size=7),
 ])
-def test_other_shapes_or_settings_get_their_own_loop(change):
-  model = _model()
-  first = _run(model, _data(), "chees")
+def test_other_shapes_or_settings_get_their_own_loop(change, first):
+  model, loop = first
+  before = _loops(model)
   change = dict(change)
   other = _run(model, change.pop("data", _data()), "chees", **change)
-  assert other.loop is not first.loop
+  assert other.loop not in before
   assert other.loop.traces == 1 and other.compile_seconds > 0
-  assert first.loop.traces == 1 and len(_loops(model)) == 2
+  assert loop.traces == 1 and loop in _loops(model)
 
 
 def test_sample_reuses_the_loop_and_compiles_with_xla_once():
