@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-prior demo-vi demo-keras bench-vi test test-slow sbc bench bench-hmc clean
+.PHONY: demo demo-prior demo-vi demo-keras study-uncertainty bench-vi test test-slow sbc bench bench-hmc clean
 
 $(STAMP): pyproject.toml
 	@echo "Creating $(VENV) and installing jdlayers with its test, demo and arviz extras (once; a few minutes, mostly TensorFlow)..."
@@ -24,6 +24,10 @@ demo-vi: $(STAMP)
 
 demo-keras: $(STAMP)
 	$(BIN)/python examples/keras_bayesian_cnn.py
+
+# Deterministic, MAP and VI variants on the digits over 5 seeds (~13 min).
+study-uncertainty: $(STAMP)
+	$(BIN)/python examples/uncertainty_study.py
 
 # Tests whose numbers come from TF's CPU kernels run a second time with oneDNN
 # off (as TF itself does on many AMD CPUs): correctness must not depend on it.

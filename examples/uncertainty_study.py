@@ -33,7 +33,22 @@ Usage:
       [--map-epochs E] [--kl-weight W] [--temperature T] [--delta D]
       [--samples S] [--smoke]
 
-A full run (5 seeds, all variants) takes about 10 minutes on a 2-core CPU.
+A full run (5 seeds, all variants) took 795 s on a shared 2-core CPU (load
+about 6). Results (median over seeds 0-4; every seed is printed):
+
+  variant   acc %   NLL     ECE %  AUROC  beats det (seeds)
+  det       98.00   0.0615  1.35   0.748  -
+  map       98.44   0.0506  1.05   0.666  yes (3/5)
+  elbo      97.56   0.1137  6.32   0.844  no (0/5)
+  warmup    97.78   0.1109  6.29   0.871  no (0/5)
+  moped     98.00   0.0942  5.14   0.824  no (0/5)
+  moped-kl  98.67   0.0403  1.04   0.872  yes (4/5)
+  cold      98.44   0.0427  1.51   0.761  no (2/5)
+
+ECE on 450 test images is noisy: labels drawn from the deterministic CNN's
+own probabilities (a perfectly calibrated model) give an ECE of 1.2% on
+average (90th percentile 1.65%, 2000 draws, seed 0), so ECEs near 1% differ
+by sampling noise alone; the NLL differences are the firmer evidence.
 """
 
 from __future__ import annotations
