@@ -187,8 +187,8 @@ def main(argv=None) -> int:
   print(f"jdlayers {jdl.__version__}: digits {len(x_tr)} train / "
         f"{len(x_te)} test (OOD: the test digits rotated 90 degrees); seeds "
         f"{args.seeds}; VI {args.epochs} epochs, MAP {args.map_epochs}, "
-        f"W={args.kl_weight:g}, T={args.temperature:g}, delta={args.delta:g}, {args.samples} "
-        "posterior samples", flush=True)
+        f"W={args.kl_weight:g}, T={args.temperature:g}, "
+        f"delta={args.delta:g}, {args.samples} posterior samples", flush=True)
   results = {}
   start = time.perf_counter()
   for seed in args.seeds:
