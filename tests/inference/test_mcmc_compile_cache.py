@@ -9,6 +9,7 @@ own loop; the cache is bounded and lives on the model object.
 
 import numpy as np
 import pytest
+import tensorflow_probability as tfp
 
 import jdlayers as jdl
 from jdlayers import models
@@ -102,13 +103,16 @@ def test_other_shapes_or_settings_get_their_own_loop(change, first):
 
 
 def test_sample_reuses_the_loop_and_compiles_with_xla_once():
-  model = _model()
+  # A learnt noise scale: ChEES inside a TransformedTransitionKernel, in XLA.
+  model = models.Model(mlp(), models.Normal(
+      scale=tfp.distributions.HalfNormal(1.)))
   kw = dict(_settings("chees", jit_compile=True), progress=False)
   a = jdl.mcmc.sample(model, *_data(), **kw)
   b = jdl.mcmc.sample(model, *_data(seed=1), **kw)
   c = jdl.mcmc.sample(model, *_data(), **kw)
   loop, = _loops(model)
   assert loop.traces == 1
+  assert a.part_names[-1] == "scale" and a["scale"].min() > 0
   for sa, sb, sc in zip(a.states, b.states, c.states):
     np.testing.assert_array_equal(sa, sc)
     assert not np.array_equal(sa, sb)

@@ -129,7 +129,7 @@ def test_learnt_noise_scale_matches_quadrature(noisy):
   result, (m, var, theta_mean, theta_var) = noisy
   assert result.part_names[-1] == "scale"
   sigma = result["scale"].astype(np.float64)          # [200, 16]
-  # Every state, warm-up included, stayed in the support.
+  # Every kept state is in the support (TTK samples log sigma).
   assert np.all(np.isfinite(sigma)) and sigma.min() > 0
   assert result.num_divergences == 0
   _check_mean(sigma[..., None], np.array([m]), np.sqrt(np.array([var])),
