@@ -61,9 +61,11 @@ def test_sbc_ranks_are_uniform_and_the_loop_compiles_once():
   """SBC (Talts et al. 2018) of ChEES on a tiny BNN, one `sample` call per
   replicate: R = 256 networks and data sets from the prior predictive, each
   posterior sampled by 16 chains, ranks of the true value among L = 160
-  draws (every 10th of 100 per chain; ChEES' per-chain ESS here is close
-  to the draw count, so these are ~independent). Every replicate has data of
-  the same shapes, so all reuse the first one's compiled loop."""
+  draws (every 10th of 100 per chain: measured on 4 replicates, the bulk ESS
+  of the thinned draws is 0.9-2.0x their number, so they are ~independent,
+  as SBC's uniformity needs). Every replicate has data of the same shapes,
+  so all reuse the first one's compiled loop. Measured (seed as here): the
+  8 chi^2 statistics were 2.2-13.3 against the bound 29.88; 45-75 s."""
   x = np.linspace(-1.5, 1.5, 8, dtype=np.float32)[:, None]
   net = jdl.Sequential(jdl.Affine(2, 1, activation="tanh"), jdl.Affine(1, 2))
   model = models.Model(net, models.Normal(scale=0.5))
