@@ -9,7 +9,7 @@ import pytest
 
 import jdlayers as jdl
 from jdlayers import models
-from jdlayers.inference import _checkpoint, _kernels, _loop
+from jdlayers.inference import _checkpoint, _loop
 from jdlayers.io import _files
 
 from _mcmc_testlib import SETTINGS, assert_same_run, data, mlp
@@ -159,14 +159,27 @@ def _sampler(path, kernel, **kw):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_resume_mid_warmup_is_bit_identical(kernel, tmp_path):
+  ref = _reference(kernel)
   path = str(tmp_path / "run.jdl.npz")
-  # Killed at step 13 of 40: the checkpoint holds step 10, mid-warm-up, where
-  # the trajectory length, step size (and SNAPER's preconditioner) adapt.
-  _sampler(path, kernel).run(13, progress=False)
-  resumed = _sampler(path, kernel, resume=True)
+
+  def stop(info):
+    if info["step"] >= 13:
+      raise KeyboardInterrupt
+
+  # Interrupted at step 14 of 40: the checkpoint holds step 10, mid-warm-up,
+  # where the trajectory length, the step size (and SNAPER's
+  # preconditioner) adapt.
+  with pytest.warns(UserWarning, match="holds step 10 of 40"):
+    jdl.mcmc.sample(_model(), *data(), checkpoint=path, checkpoint_every=10,
+                    progress=stop, **_settings(kernel))
+  # Resumed on a new model object, as in a new process: a newly traced
+  # loop continues from the restored kernel results.
+  fresh = models.Model(mlp(), models.Normal(scale=0.1))
+  resumed = jdl.mcmc.Sampler(fresh.posterior(*data()), checkpoint=path,
+                             checkpoint_every=10, resume=True,
+                             **_settings(kernel))
   assert resumed.resumed_from == 10
   result = resumed.run(progress=False).result()
-  ref = _reference(kernel)
   assert_same_run(result, ref)
   np.testing.assert_array_equal(result.trace.trajectory_length,
                                 ref.trace.trajectory_length)
