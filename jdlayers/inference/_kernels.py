@@ -249,7 +249,7 @@ def make_kernel(target_log_prob_fn: Callable, bijectors: Sequence[tfb.Bijector],
     proposal["momentum_distribution"] = _windowed.momentum(init_state,
                                                            num_chains)
     base = {"hmc": tfp.experimental.mcmc.PreconditionedHamiltonianMonteCarlo,
-            "nuts": tfp.experimental.mcmc.PreconditionedNoUTurnSampler}[kernel]
+            "nuts": _windowed.PreconditionedNoUTurnSampler}[kernel]
     inner = base(**proposal)
   elif kernel == "hmc":
     # Stores the step size in the results, where `trace` reads it.

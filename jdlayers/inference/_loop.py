@@ -40,15 +40,27 @@ class ChunkLoop:
   Attributes:
     traces: How many times the loop was traced (1 after any number of runs
       with one signature).
+    bootstrap_traces: The same for `bootstrap`.
   """
 
   def __init__(self, posterior, make_kernel: Callable, chunk_size: int,
                num_leapfrog_steps: int, jit_compile: bool):
     self._posterior, self._make_kernel = posterior, make_kernel
     self.chunk_size, self._leapfrogs = int(chunk_size), num_leapfrog_steps
-    self.traces = 0
+    self.traces = self.bootstrap_traces = 0
     self._fn = tf.function(self._chunk, jit_compile=jit_compile,
                            autograph=False)
+    # A graph, not XLA: it runs once per run, and XLA would compile it anew.
+    self._bootstrap = tf.function(self._bootstrap_results, autograph=False)
+
+  def bootstrap(self, state, x, y):
+    """The kernel's initial results at `state` (density and gradient)."""
+    return self._bootstrap(list(state), x, y)
+
+  def _bootstrap_results(self, state, x, y):
+    self.bootstrap_traces += 1
+    return self._make_kernel(self._posterior.with_data(x, y),
+                             state).bootstrap_results(state)
 
   def __call__(self, state, kernel_results, step0, n, seed, x, y):
     return self._fn(list(state), kernel_results, tf.constant(step0, tf.int32),

@@ -129,20 +129,31 @@ class Sampler:
     self.kernel_kwargs = dict(kernel_kwargs)
     self.adaptation = _kernels.resolve_adaptation(
         kernel_kwargs.get("adaptation", "auto"), num_burnin_steps, kernel)
-    self._kernel = _kernels.make_kernel(
-        posterior.log_prob, posterior.bijectors, state, kernel=kernel,
-        num_adaptation_steps=num_burnin_steps, **kernel_kwargs)
+    # Normalised, with defaults: the key of the compiled loop, so settings
+    # spelled differently (a default passed or left out) share one loop.
+    settings = _kernels.check_settings(
+        kernel=kernel, num_adaptation_steps=num_burnin_steps,
+        num_chains=num_chains, where="mcmc.Sampler", **kernel_kwargs)
+    if len(posterior.bijectors) != len(state):
+      raise ValueError(f"mcmc.Sampler: needs one bijector per state part; "
+                       f"got {len(posterior.bijectors)} for {len(state)}.")
     self._leapfrogs = int(kernel_kwargs.get("num_leapfrog_steps", 20))
     self.state: List[tf.Tensor] = list(state)
-    # Bootstrapping evaluates the density and its gradient at the initial
-    # state for every chain; a non-finite one would only yield a run of
-    # rejected steps, so it is an error before any sampling.
-    self.kernel_results = self._kernel.bootstrap_results(self.state)
-    _initial_check.check(posterior, self.state, self.kernel_results)
-    self._kr_leaves = (None, None)  # (results, their leaves) of the last chunk
     self.step = 0
     total = num_burnin_steps + num_results
     self.chunk_size = _chunk_size(chunk_size, total, checkpoint_every)
+    self.loop = _loop.loop_for(
+        posterior, state, settings,
+        lambda post, s: _kernels.make_kernel(post.log_prob, post.bijectors,
+                                             s, **settings),
+        self.chunk_size, self._leapfrogs, jit_compile)
+    # Bootstrapping evaluates the density and its gradient at the initial
+    # state for every chain; a non-finite one would only yield a run of
+    # rejected steps, so it is an error before any sampling.
+    self.kernel_results = self.loop.bootstrap(self.state, posterior.x,
+                                              posterior.y)
+    _initial_check.check(posterior, self.state, self.kernel_results)
+    self._kr_leaves = (None, None)  # (results, their leaves) of the last chunk
     # Draws and traces go into arrays of the run's final size (pages are
     # only touched as they fill), so a run holds one copy of its draws and
     # `draws()` / `result()` return views of them.
@@ -153,13 +164,6 @@ class Sampler:
         np.empty((total,) + tuple(t.shape), t.dtype.as_numpy_dtype)
         for t in tr0])
     self.wall_time = 0.0
-    settings = dict(kernel_kwargs, kernel=kernel,
-                    num_adaptation_steps=num_burnin_steps)
-    self.loop = _loop.loop_for(
-        posterior, state, settings,
-        lambda post, s: _kernels.make_kernel(post.log_prob, post.bijectors,
-                                             s, **settings),
-        self.chunk_size, self._leapfrogs, jit_compile)
     self.compile_seconds = 0.0
     self.jit_compile = jit_compile
     self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.experimental.mcmc import (
-    preconditioning_utils, windowed_sampling)
+from tensorflow_probability.python.experimental.mcmc import windowed_sampling
+from tensorflow_probability.python.internal import unnest
+from tensorflow_probability.python.mcmc.internal import util as mcmc_util
+
+from jdlayers.inference._momentum import DiagonalMomentum
 
 
 class WindowedAdaptation(windowed_sampling.WindowedAdaptation):
@@ -94,18 +97,70 @@ def windowed(step_size_kernel, num_adaptation_steps: int, init_state):
   running = [tfp.experimental.stats.RunningVariance.from_stats(
       num_samples=tf.zeros([], p.dtype), mean=tf.zeros_like(p),
       variance=tf.ones_like(p)) for p in init_state]
-  dmma = tfp.experimental.mcmc.DiagonalMassMatrixAdaptation(
+  dmma = DiagonalMassMatrixAdaptation(
       step_size_kernel, initial_running_variance=running,
       num_estimation_steps=num_adaptation_steps)
   return WindowedAdaptation(dmma, num_adaptation_steps)
 
 
-def momentum(init_state, num_chains: int):
-  """The preconditioned kernels' momentum distribution (identity mass).
+class DiagonalMassMatrixAdaptation(
+    tfp.experimental.mcmc.DiagonalMassMatrixAdaptation):
+  """TFP's diagonal mass-matrix adaptation over a `DiagonalMomentum`.
+
+  The same Welford estimate per chain and element (the running variance has
+  the state's shape, one mass matrix per chain), set as the momentum's
+  precision at the end of each estimation window; only the momentum is the
+  lean `DiagonalMomentum` instead of TFP's joint distribution (see
+  `_momentum`).
+  """
+
+  def one_step(self, current_state, previous_kernel_results, seed=None):
+    prev = previous_kernel_results
+    new_state, new_inner = self.inner_kernel.one_step(
+        current_state, prev.inner_results, seed=seed)
+    step = prev.step + 1
+
+    def update_variance():
+      # One new observation per chain: the running variance has the state's
+      # shape, so a leading axis of size 1 is the sample axis.
+      return [v.update(s[tf.newaxis], axis=0) for v, s in
+              zip(prev.running_variance, tf.nest.flatten(new_state))]
+
+    def update_momentum():
+      momentum = unnest.get_innermost(new_inner, "momentum_distribution")
+      momentum = momentum.with_precisions(
+          [v.variance() for v in new_variance])
+      return unnest.replace_innermost(new_inner,
+                                      momentum_distribution=momentum)
+
+    new_variance = mcmc_util.choose(step <= prev.num_estimation_steps,
+                                    update_variance(), prev.running_variance)
+    new_inner = mcmc_util.choose(tf.equal(step, prev.num_estimation_steps),
+                                 update_momentum(), new_inner)
+    return new_state, prev._replace(inner_results=new_inner,
+                                    running_variance=new_variance, step=step)
+
+
+def momentum(init_state, num_chains: int) -> DiagonalMomentum:
+  """The preconditioned kernels' initial momentum (identity mass).
 
   Shapes only: unconstrained parts have the constrained shapes; one diagonal
   per chain, which `DiagonalMassMatrixAdaptation` replaces as it adapts.
   """
-  return preconditioning_utils.make_momentum_distribution(
-      init_state, batch_shape=[num_chains],
-      running_variance_parts=[tf.ones_like(p) for p in init_state])
+  del num_chains  # the parts' leading dim
+  return DiagonalMomentum([tf.ones_like(p) for p in init_state])
+
+
+class PreconditionedNoUTurnSampler(
+    tfp.experimental.mcmc.PreconditionedNoUTurnSampler):
+  """TFP's preconditioned NUTS that keeps its `momentum_distribution`.
+
+  TFP leaves `momentum_distribution` out of the kernel's `parameters`, so
+  every `copy()` (`TransformedTransitionKernel` makes one to swap in the
+  unconstrained target) silently replaced a given momentum by its default.
+  """
+
+  def __init__(self, *args, momentum_distribution=None, **kwargs):
+    super().__init__(*args, momentum_distribution=momentum_distribution,
+                     **kwargs)
+    self._parameters["momentum_distribution"] = momentum_distribution

@@ -8,6 +8,7 @@ finite where the chains start is refused before sampling, naming the chains,
 the term and the likely cause.
 """
 
+import collections
 import errno
 import functools
 import os
@@ -20,6 +21,7 @@ import jdlayers as jdl
 from jdlayers import models
 from jdlayers.inference import _checkpoint, _initial_check
 from jdlayers.io import _files
+from jdlayers.models._posterior import Posterior
 
 from _mcmc_testlib import SETTINGS, assert_same_run as _assert_same_run
 from _mcmc_testlib import data as _data, mlp
@@ -181,13 +183,18 @@ def test_only_bad_chains_and_the_bad_prior_are_named():
 
 def test_finite_start_passes_and_costs_no_extra_evaluation(monkeypatch):
   """The check reads what the kernel's bootstrap computed anyway."""
-  post = _model().posterior(*_data())
   calls = []
-  real = post.log_prob
-  monkeypatch.setattr(post, "log_prob",
-                      lambda *p: calls.append(1) or real(*p))
+  real = Posterior.log_prob
+  monkeypatch.setattr(Posterior, "log_prob",
+                      lambda self, *p: calls.append(1) or real(self, *p))
+  post = _model().posterior(*_data())
+  # Without its compiled loops, the model traces its bootstrap anew.
+  monkeypatch.setattr(post.model, "_jdl_compiled_loops",
+                      collections.OrderedDict(), raising=False)
   jdl.mcmc.Sampler(post, **SETTINGS)
   with_check = len(calls)
   monkeypatch.setattr(_initial_check, "check", lambda *a: None)
+  monkeypatch.setattr(post.model, "_jdl_compiled_loops",
+                      collections.OrderedDict())
   jdl.mcmc.Sampler(post, **SETTINGS)
   assert with_check == len(calls) - with_check > 0
