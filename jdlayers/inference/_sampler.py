@@ -293,7 +293,8 @@ class Sampler:
         buf[k:k + n - skip] = d[skip:]
 
   def progress_info(self, tr: _kernels.Trace) -> dict:
-    """Summary of the last chunk: phase, steps done, acceptance, step size."""
+    """Summary of the last chunk: phase, steps done, acceptance, step size,
+    trajectory length (the learned one for "chees"/"snaper"), leapfrogs."""
     accept = np.exp(np.minimum(tr.log_accept_ratio, 0.)).mean()
     full = self.full_trace()
     post = full.has_divergence[self.num_burnin_steps:]
@@ -302,6 +303,7 @@ class Sampler:
         step=self.step, total=self.total_steps,
         draws=max(0, self.step - self.num_burnin_steps),
         accept=float(accept), step_size=float(tr.step_size[-1]),
+        trajectory_length=float(tr.trajectory_length[-1]),
         divergences=int(post.sum()),
         leapfrogs=float(tr.num_leapfrog_steps.mean()),
         seconds=self.wall_time, kernel=self.kernel_name)
@@ -334,7 +336,8 @@ def _frozen(view: np.ndarray) -> np.ndarray:
 def _print_progress(info: dict) -> None:
   line = (f"[{info['kernel']}] {info['phase']:8s} {info['step']:6d}/"
           f"{info['total']} | {info['seconds']:7.1f} s | accept "
-          f"{info['accept']:.2f} | step {info['step_size']:.3g} | leapfrogs "
+          f"{info['accept']:.2f} | step {info['step_size']:.3g} | "
+          f"trajectory {info['trajectory_length']:.3g} | leapfrogs "
           f"{info['leapfrogs']:.1f} | divergences {info['divergences']}")
   print(line, file=sys.stderr, flush=True)
 
