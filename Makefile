@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-prior demo-vi demo-keras study-uncertainty bench-vi test test-slow sbc bench bench-hmc clean
+.PHONY: demo demo-prior demo-vi demo-keras demo-uncertainty study-uncertainty bench-vi test test-slow sbc bench bench-hmc clean
 
 $(STAMP): pyproject.toml
 	@echo "Creating $(VENV) and installing jdlayers with its test, demo and arviz extras (once; a few minutes, mostly TensorFlow)..."
@@ -24,6 +24,9 @@ demo-vi: $(STAMP)
 
 demo-keras: $(STAMP)
 	$(BIN)/python examples/keras_bayesian_cnn.py
+
+demo-uncertainty: $(STAMP)
+	$(BIN)/python examples/uncertainty_demo.py
 
 # Deterministic, MAP and VI variants on the digits over 5 seeds (~13 min).
 study-uncertainty: $(STAMP)

@@ -17,6 +17,15 @@ each training seed:
   split of the training set: 0.079 against 0.094 and 0.090);
 * `cold`: tempered posterior, `temperature=T` (Wenzel et al. 2020), from
   the MAP start as `moped`;
+* `laplace-ll`, `laplace-kfac`: a KFAC Laplace approximation around the
+  `map` fit (`jdl.laplace.fit(..., params=map_fit, hessian="kron")`) over
+  the last layer or all weights, with the linearised (GLM) predictive. The
+  prior precision (the marginal likelihood's, or the grid search's) and
+  the link (probit or MC) are those with the lowest NLL on the last 15% of
+  the training set, for a Laplace around a MAP fitted on the first 85%
+  (`choose_laplace`); the test set is never used;
+* `laplace-ml`: last-layer KFAC Laplace with the marginal likelihood's
+  prior precision, as laplace-torch's default, and the MC link;
 
 and prints test accuracy, NLL, ECE (15 bins) and OOD AUROC (predictive
 entropy; the test digits rotated by 90 degrees are the out-of-distribution
@@ -29,7 +38,8 @@ the class probabilities of `--samples` networks drawn from the posterior.
 
 Usage:
   python examples/uncertainty_study.py [--seeds 0 1 2 3 4]
-      [--variants det map elbo warmup moped moped-kl cold] [--epochs E]
+      [--variants det map elbo warmup moped moped-kl cold laplace-ll
+                  laplace-kfac laplace-ml] [--epochs E]
       [--map-epochs E] [--kl-weight W] [--temperature T] [--delta D]
       [--samples S] [--smoke]
 
@@ -70,7 +80,15 @@ from jdlayers.inference import vi  # noqa: E402
 
 import vi_digits_cnn as digits  # noqa: E402
 
-VARIANTS = ("det", "map", "elbo", "warmup", "moped", "moped-kl", "cold")
+VARIANTS = ("det", "map", "elbo", "warmup", "moped", "moped-kl", "cold",
+            "laplace-ll", "laplace-kfac", "laplace-ml")
+# Laplace subsets of the variants (KFAC curvature, GLM predictive).
+LAPLACE = {"laplace-ll": "last_layer", "laplace-kfac": "all"}
+# The validation share of the training set, taken from its end as the
+# deterministic CNN's Keras `validation_split=0.15` takes it.
+VAL_FRACTION = 0.15
+# Prior precisions of the validation grid search, half a decade apart.
+PRIOR_GRID = np.logspace(-2., 6., 17)
 LEARNING_RATE = 3e-3
 BATCH = 64
 
@@ -94,9 +112,12 @@ def fit_variant(name, data, args, seed, cache):
     return predict
   common = dict(epochs=args.epochs, batch_size=BATCH,
                 learning_rate=LEARNING_RATE, seed=seed, progress=False)
-  if "map" not in cache:  # the MAP also starts `moped` and `cold`
-    cache["map"] = vi.fit(digits.build_bnn(), x_tr, y_tr, point_mass=True,
-                          **dict(common, epochs=args.map_epochs))
+  if "map" not in cache:  # the MAP also starts `moped`, `cold`, Laplace
+    cache["map"] = map_fit(x_tr, y_tr, args, seed)
+  if name in LAPLACE:
+    return fit_laplace(LAPLACE[name], data, cache["map"], args, seed, cache)
+  if name == "laplace-ml":
+    return fit_laplace_marglik("last_layer", data, cache["map"], args, seed)
   moped_start = dict(init=cache["map"],
                      init_scale=lambda w: args.delta * tf.abs(w))
   if name == "map":
@@ -122,9 +143,85 @@ def fit_variant(name, data, args, seed, cache):
                                          seed=seed).mean)
 
 
+def map_fit(x, y, args, seed):
+  """The network's MAP (`vi.fit(..., point_mass=True)`, `args.map_epochs`)."""
+  return vi.fit(digits.build_bnn(), x, y, point_mass=True,
+                epochs=args.map_epochs, batch_size=BATCH,
+                learning_rate=LEARNING_RATE, seed=seed, progress=False)
+
+
+def choose_laplace(subset, data, args, seed, cache=None):
+  """The prior precision and link of a KFAC Laplace, by validation NLL.
+
+  A MAP fitted on the first 85% of the training set is expanded (KFAC over
+  `subset`) on those images; every candidate's GLM predictive is scored by
+  its NLL on the held-out last 15%: the marginal-likelihood precision and
+  the validation grid search's (`optimize_prior_precision` over
+  `PRIOR_GRID`, 1e-2 to 1e6), each with the probit and the MC link (`args.samples`
+  draws). The test set is never looked at.
+
+  Returns:
+    `(prior_precision, link_approx, validation_nll)`: `prior_precision`
+    is "marglik" (re-tuned on the full training set) or a float.
+  """
+  cache = {} if cache is None else cache
+  x_tr, y_tr = data
+  cut = int(len(x_tr) * (1. - VAL_FRACTION))
+  x_fit, y_fit, x_val, y_val = x_tr[:cut], y_tr[:cut], x_tr[cut:], y_tr[cut:]
+  if "map-val" not in cache:  # shared by the Laplace variants of a seed
+    cache["map-val"] = map_fit(x_fit, y_fit, args, seed)
+  la = jdl.laplace.fit(digits.build_bnn(), x_fit, y_fit,
+                       params=cache["map-val"], hessian="kron",
+                       subset=subset, prior_precision="marglik")
+  marglik = la.prior_precision.copy()
+  best = None
+  for link in ("probit", "mc"):
+    grid = la.optimize_prior_precision(x_val, y_val, grid=PRIOR_GRID,
+                                       link_approx=link,
+                                       n_samples=args.samples, seed=seed)
+    for label, prior in (("marglik", marglik), ("grid", grid.copy())):
+      la.prior_precision = prior
+      nll = jdl.metrics.nll(la.predict(x_val, link_approx=link,
+                                       n_samples=args.samples, seed=seed),
+                            y_val)
+      if best is None or nll < best[2]:
+        best = ("marglik" if label == "marglik" else float(prior[0]), link,
+                nll)
+  return best
+
+
+def fit_laplace(subset, data, params, args, seed, cache=None):
+  """KFAC Laplace over `subset` around `params` (the study's MAP), with the
+  prior precision and link `choose_laplace` picks; returns `predict`."""
+  prior, link, val_nll = choose_laplace(subset, data, args, seed, cache)
+  x_tr, y_tr = data
+  la = jdl.laplace.fit(digits.build_bnn(), x_tr, y_tr, params=params,
+                       hessian="kron", subset=subset, prior_precision=prior)
+  print(f"    Laplace ({subset}, KFAC, GLM): prior precision {prior} -> "
+        f"{la.prior_precision[0]:.3g}, {link} link (validation NLL "
+        f"{val_nll:.4f})", flush=True)
+  return lambda xs: la.predict(xs, pred_type="glm", link_approx=link,
+                               n_samples=args.samples, seed=seed)
+
+
+def fit_laplace_marglik(subset, data, params, args, seed):
+  """KFAC Laplace over `subset` around `params`, the prior precision by the
+  marginal likelihood alone, GLM predictive with the MC link (the probit
+  link, which ignores the correlations of the logits, is far more
+  under-confident here); returns `predict`."""
+  x_tr, y_tr = data
+  la = jdl.laplace.fit(digits.build_bnn(), x_tr, y_tr, params=params,
+                       hessian="kron", subset=subset,
+                       prior_precision="marglik")
+  print(f"    Laplace ({subset}, KFAC, GLM): marginal-likelihood prior "
+        f"precision {la.prior_precision[0]:.3g}, mc link", flush=True)
+  return lambda xs: la.predict(xs, pred_type="glm", link_approx="mc",
+                               n_samples=args.samples, seed=seed)
+
+
 def table(results, variants, seeds) -> str:
   """Every seed, then the median, and how many seeds beat `det`."""
-  lines = [f"{'variant':8s} {'seed':>5s} {'acc %':>7s} {'NLL':>7s} "
+  lines = [f"{'variant':12s} {'seed':>5s} {'acc %':>7s} {'NLL':>7s} "
            f"{'ECE %':>6s} {'AUROC':>6s}  beats det"]
   for v in variants:
     rows = [results[(v, s)] for s in seeds]
@@ -132,13 +229,13 @@ def table(results, variants, seeds) -> str:
     for s, r in zip(seeds, rows):
       win = "-" if v == "det" else _beats(r, results.get(("det", s)))
       wins += win == "yes"
-      lines.append(f"{v:8s} {s:5d} {100 * r['acc']:7.2f} {r['nll']:7.4f} "
+      lines.append(f"{v:12s} {s:5d} {100 * r['acc']:7.2f} {r['nll']:7.4f} "
                    f"{100 * r['ece']:6.2f} {r['auroc']:6.3f}  {win}")
     med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     det_med = ({k: float(np.median([results[("det", s)][k] for s in seeds]))
                 for k in med} if all(("det", s) in results for s in seeds)
                else None)
-    lines.append(f"{v:8s} {'med':>5s} {100 * med['acc']:7.2f} "
+    lines.append(f"{v:12s} {'med':>5s} {100 * med['acc']:7.2f} "
                  f"{med['nll']:7.4f} {100 * med['ece']:6.2f} "
                  f"{med['auroc']:6.3f}  "
                  + ("-" if v == "det" else
@@ -171,7 +268,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--delta", type=float, default=0.1,
                  help="MOPED initial scale: delta * |w_MAP|")
   p.add_argument("--samples", type=int, default=100,
-                 help="posterior networks per VI predictive")
+                 help="posterior networks per VI predictive; draws of the Laplace MC link")
   p.add_argument("--smoke", action="store_true", help="tiny run, for CI")
   return p.parse_args(argv)
 
@@ -197,7 +294,7 @@ def main(argv=None) -> int:
       t0 = time.perf_counter()
       predict = fit_variant(v, (x_tr, y_tr), args, seed, cache)
       results[(v, seed)] = r = scores(predict(x_te), y_te, predict(x_ood))
-      print(f"  seed {seed} {v:7s}: acc {100 * r['acc']:.2f}% NLL "
+      print(f"  seed {seed} {v:12s}: acc {100 * r['acc']:.2f}% NLL "
             f"{r['nll']:.4f} ECE {100 * r['ece']:.2f}% AUROC "
             f"{r['auroc']:.3f} ({time.perf_counter() - t0:.0f} s)",
             flush=True)

@@ -142,3 +142,26 @@ def test_uncertainty_study_smoke_prints_every_seed_and_medians(tmp_path):
     assert re.search(rf"^{re.escape(variant)}\s+0\s+[\d.]+\s+[\d.]+\s+"
                      r"[\d.]+\s+[\d.]+\s+(-|yes|no)$", stdout, re.M), variant
     assert re.search(rf"^{re.escape(variant)}\s+med\s", stdout, re.M), variant
+
+
+def test_uncertainty_demo_smoke_prints_table_and_keeps_user_figures(
+    tmp_path):
+  pytest.importorskip("sklearn")
+  out = tmp_path / "figs"
+  out.mkdir()
+  demo = _load("uncertainty_demo")
+  user_file = out / demo.FIGURES["reliability"]
+  user_file.write_bytes(b"user data")
+  stdout = _run_example("uncertainty_demo", tmp_path, "--out-dir", str(out))
+  assert user_file.read_bytes() == b"user data"
+  for key, name in demo.FIGURES.items():
+    png = out / (name.replace(".png", "-1.png") if key == "reliability"
+                 else name)
+    assert png.read_bytes()[:8] == PNG_MAGIC and f"wrote {png}" in stdout
+  assert "training the deterministic CNN" in stdout  # says what it fits
+  # One row per method: acc %, NLL, ECE %, Brier, then AUROC and FPR@95
+  # for the rotated digits and for the noise images.
+  row = re.compile(r"^(deterministic CNN|VI \(.*\)|Laplace \(.*\))\s+"
+                   + r"\s+".join([r"[\d.]+"] * 8) + "$")
+  rows = [l for l in stdout.splitlines() if row.match(l)]
+  assert len(rows) == 4, stdout
