@@ -24,6 +24,22 @@ one predictive-entropy histogram per OOD set
 an existing file is kept unless `--overwrite` is given (a numbered name is
 used instead).
 
+Results (seed 0; 68 s wall, 37 CPU-s, on the shared 2-core machine):
+
+  method                    acc %  NLL     ECE %  Brier   AUROC / FPR95
+                                                        rotated     noise
+  deterministic CNN         97.78  0.0683  1.46   0.0318  .906/.342   .980/.089
+  VI (MAP start, KL x0.03)  98.22  0.0488  0.34   0.0265  .906/.307   .979/.082
+  Laplace (last, val.)      97.78  0.0626  1.00   0.0306  .719/.809   .979/.098
+  Laplace (last, marglik)   97.56  0.1560  9.88   0.0542  .958/.113   .997/.013
+
+The MAP-started VI beats the deterministic CNN on every in-distribution
+score and matches its OOD detection. The validation split prefers the
+Laplace approximation with no spread at all (its NLL falls monotonically
+with the prior precision, up to 1e6, where it is the MAP), so that row is
+the MAP; the marginal likelihood's precision detects OOD inputs best but is
+under-confident on the test digits. `uncertainty_study.py` has all seeds.
+
 Usage:
   python examples/uncertainty_demo.py [--seed N] [--epochs E]
       [--map-epochs E] [--kl-weight W] [--samples S] [--out-dir DIR]
@@ -79,12 +95,13 @@ def scores(probs, labels, ood_probs: dict) -> dict:
 
 def table(rows: dict, ood_names) -> str:
   """One line per method: acc, NLL, ECE, Brier, AUROC and FPR per OOD set."""
-  head = f"{'method':28s} {'acc %':>6s} {'NLL':>7s} {'ECE %':>6s} {'Brier':>7s}"
+  head = (f"{'method':30s} {'acc %':>6s} {'NLL':>7s} {'ECE %':>6s} "
+          f"{'Brier':>7s}")
   for name in ood_names:
     head += f" {'AUROC ' + name:>14s} {'FPR95 ' + name:>14s}"
   lines = [head]
   for method, r in rows.items():
-    line = (f"{method:28s} {100 * r['acc']:6.2f} {r['nll']:7.4f} "
+    line = (f"{method:30s} {100 * r['acc']:6.2f} {r['nll']:7.4f} "
             f"{100 * r['ece']:6.2f} {r['brier']:7.4f}")
     for name in ood_names:
       line += f" {r['auroc_' + name]:14.3f} {r['fpr_' + name]:14.3f}"

@@ -157,8 +157,8 @@ def choose_laplace(subset, data, args, seed, cache=None):
   `subset`) on those images; every candidate's GLM predictive is scored by
   its NLL on the held-out last 15%: the marginal-likelihood precision and
   the validation grid search's (`optimize_prior_precision` over
-  `PRIOR_GRID`, 1e-2 to 1e6), each with the probit and the MC link (`args.samples`
-  draws). The test set is never looked at.
+  `PRIOR_GRID`, 1e-2 to 1e6), each with the probit and the MC link
+  (`args.samples` draws). The test set is never looked at.
 
   Returns:
     `(prior_precision, link_approx, validation_nll)`: `prior_precision`
@@ -268,7 +268,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--delta", type=float, default=0.1,
                  help="MOPED initial scale: delta * |w_MAP|")
   p.add_argument("--samples", type=int, default=100,
-                 help="posterior networks per VI predictive; draws of the Laplace MC link")
+                 help="posterior networks per VI predictive; draws of the "
+                 "Laplace MC link")
   p.add_argument("--smoke", action="store_true", help="tiny run, for CI")
   return p.parse_args(argv)
 
