@@ -45,7 +45,8 @@ class Sampler:
     num_chains: Chains `C` run in parallel (>= 1).
     num_results: Draws kept per chain after warm-up (>= 1).
     num_burnin_steps: Warm-up steps (adaptation), discarded.
-    kernel: "nuts", "hmc", "chees" or "snaper" (see `make_kernel`).
+    kernel: "chees" (default), "snaper", "nuts" or "hmc" (see
+      `make_kernel`).
     init: "shrunk", "prior", or a list of initial parts `[C, ...]`.
     init_scale: Shrink factor of the "shrunk" init.
     seed: Stateless seed (int or pair); the same seed gives the same draws.
@@ -98,7 +99,7 @@ class Sampler:
   """
 
   def __init__(self, posterior, *, num_chains: int, num_results: int,
-               num_burnin_steps: int, kernel: str = "nuts",
+               num_burnin_steps: int, kernel: str = "chees",
                init: Union[str, Sequence] = "shrunk", init_scale: float = 0.1,
                seed=None, jit_compile: bool = True,
                chunk_size: Optional[int] = None, checkpoint=None,

@@ -38,7 +38,7 @@ __all__ = [
 
 
 def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
-           num_burnin_steps: int = 1000, kernel: str = "nuts",
+           num_burnin_steps: int = 1000, kernel: str = "chees",
            step_size: Optional[float] = None, num_leapfrog_steps: int = 20,
            max_tree_depth: int = 10, max_leapfrog_steps: int = 1000,
            target_accept_prob: Optional[float] = None,
@@ -71,10 +71,12 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
       built for many: 16 to 128).
     num_results: Draws kept per chain (>= 1).
     num_burnin_steps: Warm-up steps (>= 0), discarded.
-    kernel: "nuts" (No-U-Turn), "hmc" (fixed trajectory), "chees"
-      (ChEES-HMC, Hoffman et al. 2021) or "snaper" (SNAPER-HMC, Sountsov &
-      Hoffman 2021). The last two tune one jittered trajectory length for
-      all chains in lockstep, so no chain waits for another's tree.
+    kernel: "chees" (ChEES-HMC, Hoffman et al. 2021; the default, which
+      measured best: see the README's benchmarks), "snaper" (SNAPER-HMC,
+      Sountsov & Hoffman 2021), "nuts" (No-U-Turn) or "hmc" (fixed
+      trajectory). "chees" and "snaper" tune one jittered trajectory length
+      for all chains in lockstep, so no chain waits for another's tree; they
+      need `num_chains >= 2` (use "nuts" for a single chain).
     step_size: Initial step size (default `0.5 * d ** -0.25`, `d` = number of
       parameters).
     num_leapfrog_steps: Leapfrog steps per HMC proposal.
@@ -196,9 +198,9 @@ def _check_run_settings(model, *, num_burnin_steps, num_chains, init,
     raise TypeError(f"{where}: `model` must be a jdlayers.models.Model; got "
                     f"{type(model).__name__}. Wrap the network: "
                     "jdl.models.Model(net, jdl.models.Normal(scale=...)).")
-  counts = (num_burnin_steps, num_chains)
-  if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0
-         for n in counts):
+  counts = ((num_burnin_steps, 0), (num_chains, 1))
+  if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < low
+         for n, low in counts):
     return  # `Sampler` reports it, with the other counts
   _kernels.check_settings(num_adaptation_steps=num_burnin_steps, where=where,
                           num_chains=num_chains, **kernel_settings)
