@@ -69,8 +69,9 @@ worse still there (NLL 0.50 against the MC link's 0.156, seed 0), as it
 ignores that the logits' shared shift, which the prior alone constrains,
 leaves the softmax unchanged. Sampled all-weight networks
 (`pred_type="mc"`) lose accuracy (56%, seed 0, marginal likelihood), so
-both use the GLM predictive. HMC is left out: the 6,090-weight CNN on 1,347 images needs
-far more than minutes on a 2-core CPU (`benchmarks/hmc.py --model cnn`).
+both use the GLM predictive. HMC is left out: the 6,090-weight CNN on
+1,347 images needs far more than minutes on a 2-core CPU
+(`benchmarks/hmc.py --model cnn`).
 
 ECE on 450 test images is noisy: labels drawn from the deterministic CNN's
 own probabilities (a perfectly calibrated model) give an ECE of 1.2% on
