@@ -27,8 +27,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from jdlayers import _validate
-from jdlayers.inference import (_checkpoint, _cross_chain, _initial_check,
-                                _kernels, _loop)
+from jdlayers.inference import _checkpoint, _initial_check, _kernels, _loop
 from jdlayers.inference._result import MCMCResult
 from jdlayers.layers._base import stateless_seed
 
@@ -107,7 +106,11 @@ class Sampler:
                **kernel_kwargs):
     _check_counts(num_chains, num_results, num_burnin_steps, chunk_size,
                   checkpoint_every)
-    _cross_chain.check_chains(kernel, num_chains, "mcmc.Sampler")
+    # Normalised, with defaults: also the key of the compiled loop, so
+    # settings spelled differently (a default passed or left out) share one.
+    settings = _kernels.check_settings(
+        kernel=kernel, num_adaptation_steps=num_burnin_steps,
+        num_chains=num_chains, where="mcmc.Sampler", **kernel_kwargs)
     _kernels.check_start(init=init, init_scale=init_scale, seed=seed,
                          jit_compile=jit_compile, where="mcmc.Sampler")
     saved = _open_checkpoint(checkpoint, checkpoint_every, resume)
@@ -130,15 +133,10 @@ class Sampler:
     self.kernel_kwargs = dict(kernel_kwargs)
     self.adaptation = _kernels.resolve_adaptation(
         kernel_kwargs.get("adaptation", "auto"), num_burnin_steps, kernel)
-    # Normalised, with defaults: the key of the compiled loop, so settings
-    # spelled differently (a default passed or left out) share one loop.
-    settings = _kernels.check_settings(
-        kernel=kernel, num_adaptation_steps=num_burnin_steps,
-        num_chains=num_chains, where="mcmc.Sampler", **kernel_kwargs)
     if len(posterior.bijectors) != len(state):
       raise ValueError(f"mcmc.Sampler: needs one bijector per state part; "
                        f"got {len(posterior.bijectors)} for {len(state)}.")
-    self._leapfrogs = int(kernel_kwargs.get("num_leapfrog_steps", 20))
+    self._leapfrogs = settings["num_leapfrog_steps"]
     self.state: List[tf.Tensor] = list(state)
     self.step = 0
     total = num_burnin_steps + num_results
