@@ -188,7 +188,7 @@ def main(argv=None) -> int:
         f"{len(x_train)} points, {chains} chains x ({warmup} warm-up + "
         f"{draws} draws)")
   # XLA compiles the whole sampling loop before the first progress line.
-  print(f"compiling the sampler with XLA (about {5 if args.smoke else 10} s "
+  print(f"compiling the sampler with XLA (about 5 s "
         "on a 2-core CPU), then one progress line per chunk...", flush=True)
   result = jdl.mcmc.sample(
       model, x_train, y_train, num_chains=chains, num_results=draws,
