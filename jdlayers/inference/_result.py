@@ -366,18 +366,11 @@ def load_result(path, model=None, *,
   meta, headers = archive.meta, archive.headers
   target = None
   if model is None:
-    if meta["model"] is None:
-      raise ValueError(
-          f"{where}: the file holds no model configuration (at save: "
-          f"{meta.get('model_error')}); pass the model that was sampled: "
-          "load_result(path, model=...).")
     # The network's shapes come from its configuration; the model (which
     # samples one network) is built only once they agree with the file.
-    target = _implied.decode(path, meta["model"], "model",
-                             max_bytes=max_bytes)
-    if target.likelihood is None:
-      raise _files.fail(path, "invalid configuration (model): not a "
-                        "models.Model.")
+    target = _implied.decode_model(
+        path, meta, "pass the model that was sampled: load_result(path, "
+        "model=...)", max_bytes=max_bytes)
     parts = target.parts
   else:
     if meta["model"] is not None:

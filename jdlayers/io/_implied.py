@@ -22,6 +22,7 @@ t = _implied.decode("f.npz", cfg, "config", max_bytes=1 << 20)
 from __future__ import annotations
 
 import math
+import os
 from typing import List, Optional, Tuple
 
 import tensorflow as tf
@@ -153,6 +154,37 @@ def decode(path, config, field: str, *, max_bytes: Optional[int]) -> Target:
                       f"of {count:,} parameters ({target.nbytes:,} bytes per "
                       f"draw), more than max_bytes={max_bytes:,}; pass a "
                       "larger max_bytes to load it if you trust the file.")
+  return target
+
+
+def decode_model(path, meta, how: str, *, max_bytes: Optional[int]
+                 ) -> Target:
+  """Decodes the `models.Model` configuration a result file saved.
+
+  Args:
+    path: The file.
+    meta: Its checked metadata, with `model` (a configuration or None) and
+      `model_error` (why none was saved).
+    how: The end of the message when none was saved, e.g. "pass the model:
+      load(path, model=...)".
+    max_bytes: As `decode`.
+
+  Returns:
+    A `Target` with a likelihood.
+
+  Raises:
+    ValueError: If the file holds no model configuration.
+    FileFormatError: For an invalid configuration, or one of a network
+      without a likelihood.
+  """
+  if meta["model"] is None:
+    raise ValueError(f"{os.fspath(path)}: the file holds no model "
+                     f"configuration (at save: {meta.get('model_error')}); "
+                     f"{how}.")
+  target = decode(path, meta["model"], "model", max_bytes=max_bytes)
+  if target.likelihood is None:
+    raise _files.fail(path, "invalid configuration (model): not a "
+                      "models.Model.")
   return target
 
 

@@ -48,16 +48,9 @@ def load(path, model=None, *,
   archive = _files.inspect(path, KIND, max_bytes=max_bytes)
   meta, headers = archive.meta, archive.headers
   if model is None:
-    if meta["model"] is None:
-      raise ValueError(f"{where}: the file holds no model configuration (at "
-                       f"save: {meta['model_error']}); pass the model: "
-                       "load(path, model=...).")
-    target = _implied.decode(path, meta["model"], "model",
-                             max_bytes=max_bytes)
-    if target.likelihood is None:
-      raise _files.fail(path, "invalid configuration (model): not a "
-                        "models.Model.")
-    model = target.build()
+    model = _implied.decode_model(path, meta,
+                                  "pass the model: load(path, model=...)",
+                                  max_bytes=max_bytes).build()
   probe = tf.nest.flatten(model.probe)
   latents = list(model.likelihood.latents.items())
   from_model = [tuple(p.shape) for p in probe] + [
