@@ -118,16 +118,3 @@ def make(target_log_prob_fn: Callable, init_state: Sequence[tf.Tensor], *,
       target_accept_prob=tf.constant(target_accept_prob, dtype),
       reduce_fn=tfp.math.reduce_log_harmonic_mean_exp)
   return inner
-
-
-def trajectory_length(kernel_results):
-  """The learned trajectory length in `kernel_results`, or None.
-
-  `averaged_max_trajectory_length` is the length sampling uses once warm-up
-  ends (during warm-up, the running average of the learned one).
-  """
-  while kernel_results is not None:
-    if hasattr(kernel_results, "averaged_max_trajectory_length"):
-      return kernel_results.averaged_max_trajectory_length
-    kernel_results = getattr(kernel_results, "inner_results", None)
-  return None

@@ -367,7 +367,9 @@ def trace(kernel_results, num_leapfrog_steps: int = 0) -> Trace:
     div = ~(lar > -DIVERGENCE_ENERGY)
   step = tf.cast(step, lar.dtype)
   leap = _find(kernel_results, "leapfrogs_taken")  # NUTS
-  length = _cross_chain.trajectory_length(kernel_results)
+  # ChEES/SNAPER: the length sampling uses once warm-up ends (during
+  # warm-up, the running average of the learnt one).
+  length = _find(kernel_results, "averaged_max_trajectory_length")
   if leap is None:
     # ChEES/SNAPER set each step's count in the HMC results.
     leap = _find(_find(kernel_results, "accepted_results"),
