@@ -27,7 +27,7 @@ sorted(f.params)  # ['bias', 'global_scale', 'local_scale', 'weights']
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -40,7 +40,7 @@ tfb = tfp.bijectors
 Root = tfd.JointDistributionCoroutine.Root
 
 __all__ = [
-    "ParamSpec", "Prior", "Supported", "with_support", "normal",
+    "ParamSpec", "Prior", "Supported", "with_support", "joint_model", "normal",
     "fan_in_normal", "he_normal", "lecun_normal", "glorot_normal", "laplace",
     "student_t", "spike_and_slab", "horseshoe",
 ]
@@ -58,6 +58,11 @@ class ParamSpec:
     fan_in: Inputs feeding one output unit.
     fan_out: Outputs fed by one input unit.
     dtype: Floating dtype of the parameters.
+    bias_name: Name of the bias component ("bias"; layers with several
+      kernels, such as attention, name one bias per kernel).
+    latent_prefix: Prefix of a hierarchical prior's extra latents (e.g.
+      "recurrent_kernel_" gives "recurrent_kernel_global_scale"), so several
+      kernels of one layer can each have their own.
   """
   kernel_name: str
   kernel_shape: Tuple[int, ...]
@@ -66,6 +71,8 @@ class ParamSpec:
   fan_in: int
   fan_out: int
   dtype: tf.DType = tf.float32
+  bias_name: str = "bias"
+  latent_prefix: str = ""
 
 
 class Prior:
@@ -100,7 +107,7 @@ class Prior:
   def _bias_model(self, spec: ParamSpec):
     if spec.bias_shape is not None:
       yield Root(_iid(self.bias_dist(spec), self.bias_support(spec),
-                      spec.bias_shape, "bias"))
+                      spec.bias_shape, spec.bias_name))
 
   def kernel_dist(self, spec: ParamSpec) -> tfd.Distribution:
     """The scalar distribution each kernel entry gets (i.i.d. priors)."""
@@ -155,7 +162,7 @@ class Prior:
     """
     out = {spec.kernel_name: self.kernel_support(spec)}
     if spec.bias_shape is not None:
-      out["bias"] = self.bias_support(spec)
+      out[spec.bias_name] = self.bias_support(spec)
     return out
 
   def get_config(self) -> dict:
@@ -353,17 +360,18 @@ class Horseshoe(Prior):
   kernel_support = _real_line
 
   def support(self, spec):
-    return {"global_scale": tfb.Exp(), "local_scale": tfb.Exp(),
-            **super().support(spec)}
+    glob, loc = (spec.latent_prefix + n for n in self.latent_names)
+    return {glob: tfb.Exp(), loc: tfb.Exp(), **super().support(spec)}
 
   def _kernel_model(self, spec):
     support = self.support(spec)
+    glob, loc = (spec.latent_prefix + n for n in self.latent_names)
     tau = yield Root(with_support(
         tfd.HalfCauchy(_c(0., spec), _c(self.global_scale, spec)),
-        support["global_scale"], name="global_scale"))
+        support[glob], name=glob))
     n_out = spec.kernel_shape[spec.out_axis]
     lam = yield Root(_iid(tfd.HalfCauchy(_c(0., spec), _c(1., spec)),
-                          support["local_scale"], [n_out], "local_scale"))
+                          support[loc], [n_out], loc))
     k = len(spec.kernel_shape)
     local_shape = [1] * k
     local_shape[spec.out_axis] = n_out
@@ -374,6 +382,54 @@ class Horseshoe(Prior):
     yield tfd.Independent(
         with_support(tfd.Normal(loc, scale), support[spec.kernel_name]),
         reinterpreted_batch_ndims=k, name=spec.kernel_name)
+
+
+def joint_model(prior: Prior, specs: Sequence[ParamSpec]) -> Callable:
+  """One coroutine model over several kernels of a layer, each with its spec.
+
+  Layers with more than one kernel (recurrent cells, attention) describe
+  each kernel with its own `ParamSpec` (distinct `kernel_name`, `bias_name`
+  and `latent_prefix`) and get one model that yields the prior's
+  components for each in turn, so every prior works with every layer.
+
+  Args:
+    prior: The layer's prior.
+    specs: One `ParamSpec` per kernel, in model order.
+
+  Returns:
+    A zero-argument coroutine model for `tfd.JointDistributionCoroutine`.
+
+  Raises:
+    ValueError: If two specs would yield components of the same name.
+
+  #### Example
+
+  ```python
+  import jdlayers as jdl
+  P = jdl.priors
+  specs = [P.ParamSpec("kernel", (4, 8), None, 1, 4, 8),
+           P.ParamSpec("recurrent_kernel", (2, 8), (8,), 1, 2, 8,
+                       latent_prefix="recurrent_kernel_")]
+  model = P.joint_model(P.horseshoe(), specs)
+  ```
+  """
+  specs = tuple(specs)
+  seen = {}
+  for spec in specs:
+    for name in prior.support(spec):
+      if name in seen:
+        raise ValueError(
+            f"priors.joint_model: {type(prior).__name__} yields {name!r} for "
+            f"both {seen[name]!r} and {spec.kernel_name!r}; give the specs "
+            "distinct `bias_name` / `latent_prefix`.")
+      seen[name] = spec.kernel_name
+  models = [prior.model(spec) for spec in specs]
+
+  def model_fn():
+    for model in models:
+      yield from model()
+
+  return model_fn
 
 
 def normal(scale: float = 1.0, bias_scale: Optional[float] = None) -> Prior:

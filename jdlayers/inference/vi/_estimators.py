@@ -13,6 +13,11 @@ padding, stride, dilation and data format by calling the layer's own op:
   where the kernel is shared). Each example sees a pseudo-independent
   kernel; the output's distribution per example equals reparameterization's
   whenever the perturbation is symmetric (normal surrogates).
+  Layers that apply several kernels, or one kernel at every time step
+  (recurrent cells, attention, embeddings), name them in their value
+  type's `flipout_kernels` and apply each through `jdlayers.ops.linear`;
+  flipout then hands them `ops.Perturbed(mean, delta, seed)` kernels and
+  the layer's own code computes the flipped output.
 * "local" (Kingma et al., 2015): for a normal kernel, the pre-activation is
   normal with mean `op(x, loc)` and variance `op(x^2, scale^2)` (each output
   sums distinct independent kernel entries times inputs), so it is sampled
@@ -30,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from jdlayers import ops
 from jdlayers.compose._base import CompositeLayer
 from jdlayers.inference.vi._builders import normal_params
 from jdlayers.layers import _base
@@ -66,6 +72,11 @@ def kernel_name(layer) -> Optional[str]:
   return None
 
 
+def flipout_kernels(layer) -> tuple:
+  """Names of the kernels a multi-kernel layer applies via `ops.linear`."""
+  return tuple(getattr(type(layer), "flipout_kernels", ()))
+
+
 def resolve(estimator, path: str, layer, where: str = "vi") -> str:
   """The estimator for the layer at `path`.
 
@@ -83,6 +94,8 @@ def resolve(estimator, path: str, layer, where: str = "vi") -> str:
   else:
     name = estimator
   name = canonical(name, where)
+  if name == "flipout" and flipout_kernels(layer):
+    return name
   if name != "reparam" and kernel_name(layer) is None:
     if explicit:
       raise ValueError(f"{where}: layer {path!r} ({layer.config.desc}) is not "
@@ -142,6 +155,8 @@ def apply_layer(layer, dists: Mapping[str, tfd.Distribution], x, *,
     params = {n: dists[n].sample(sample_shape, seed=s)
               for n, s in zip(names, seeds)}
     return value_type(params, config)(x)
+  if kernel_name(layer) is None:
+    return _apply_perturbed(layer, dists, x, sample_shape, seeds, path)
   kname = kernel_name(layer)
   q = normal_params(dists[kname])
   if q is None:
@@ -192,6 +207,31 @@ def apply_layer(layer, dists: Mapping[str, tfd.Distribution], x, *,
                                        alg="philox")
       y = y + tf.sqrt(var + tiny) * eps
   return y if config.activation is None else config.activation(y)
+
+
+def _apply_perturbed(layer, dists, x, sample_shape, seeds, path: str):
+  """Flipout for a layer that names its `flipout_kernels`: those kernels
+  become `ops.Perturbed` (one shared draw, signs from their own seed), every
+  other part is drawn by reparameterization."""
+  params = {}
+  for i, name in enumerate(dists):
+    if name not in flipout_kernels(layer):
+      params[name] = dists[name].sample(sample_shape, seed=seeds[i])
+      continue
+    q = normal_params(dists[name])
+    if q is None:
+      raise ValueError(
+          f"vi: estimator 'flipout' for layer {path!r} ({layer.config.desc}) "
+          f"needs a normal or point-mass surrogate for {name!r}; got "
+          f"{type(dists[name]).__name__}. Use 'reparam' for other families.")
+    loc, scale = q
+    if scale is None:  # A point mass: nothing to flip.
+      params[name] = dists[name].sample(sample_shape, seed=seeds[i])
+      continue
+    delta = dists[name].sample(sample_shape, seed=seeds[i]) - loc
+    sign_seed = tfp.random.fold_in(seeds[-1], i)
+    params[name] = ops.Perturbed(loc, delta, sign_seed)
+  return type(layer)(params, layer.config)(x)
 
 
 def _expand_bias(b: tf.Tensor, layer) -> tf.Tensor:
