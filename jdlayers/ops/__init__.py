@@ -10,6 +10,7 @@ from jdlayers.ops._args import (activation_name, check_strides_dilations,
                                 positive_int)
 from jdlayers.ops._conv import IMPLS, conv, conv_transpose
 from jdlayers.ops._dense import dense
+from jdlayers.ops._embedding import embedding_lookup
 from jdlayers.ops._perturbed import Perturbed, linear, signs
 from jdlayers.ops._pool import pool
 from jdlayers.ops._shapes import (broadcast_batch_shape, check_input,
@@ -19,7 +20,8 @@ from jdlayers.ops._shapes import (broadcast_batch_shape, check_input,
 __all__ = [
     "IMPLS", "activation_name", "broadcast_batch_shape", "check_input",
     "check_strides_dilations", "conv", "conv_output_length", "conv_transpose",
-    "conv_transpose_output_length", "dense", "get_activation",
+    "conv_transpose_output_length", "dense", "embedding_lookup",
+    "get_activation",
     "normalize_data_format", "normalize_padding", "normalize_tuple",
     "Perturbed", "linear", "pool", "positive_int", "signs",
 ]
