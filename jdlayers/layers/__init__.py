@@ -4,6 +4,8 @@ from jdlayers.layers._base import LayerDistribution, SampledLayer, StaticLayer
 from jdlayers.layers.affine import Affine, AffineConfig, AffineLayer, Dense
 from jdlayers.layers.conv import (Conv, Conv1D, Conv2D, Conv3D, ConvConfig,
                                   ConvLayer)
+from jdlayers.layers.embedding import (Embedding, EmbeddingConfig,
+                                       EmbeddingLayer)
 from jdlayers.layers.conv_transpose import (ConvTranspose, ConvTranspose1D,
                                             ConvTranspose2D, ConvTranspose3D,
                                             ConvTransposeLayer)
@@ -16,7 +18,8 @@ __all__ = [
     "Affine", "AffineConfig", "AffineLayer", "AvgPool1D", "AvgPool2D",
     "AvgPool3D", "Conv", "Conv1D", "Conv2D", "Conv3D", "ConvConfig",
     "ConvLayer", "ConvTranspose", "ConvTranspose1D", "ConvTranspose2D",
-    "ConvTranspose3D", "ConvTransposeLayer", "Dense", "Flatten",
+    "ConvTranspose3D", "ConvTransposeLayer", "Dense", "Embedding",
+    "EmbeddingConfig", "EmbeddingLayer", "Flatten",
     "FlattenLayer", "Lambda", "LambdaLayer", "LayerDistribution", "MaxPool1D",
     "MaxPool2D", "MaxPool3D", "Pool", "PoolLayer", "SampledLayer",
     "StaticLayer",
