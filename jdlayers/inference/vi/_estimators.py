@@ -150,13 +150,10 @@ def apply_layer(layer, dists: Mapping[str, tfd.Distribution], x, *,
   value_type, config = type(layer), layer.config
   sample_shape = list(sample_shape)
   names = list(dists)
+  if estimator == "reparam" or kernel_name(layer) is None:
+    return sampled_layer(layer, dists, estimator=estimator,
+                         sample_shape=sample_shape, seed=seed, path=path)(x)
   seeds = tfp.random.split_seed(seed, len(names) + 2)
-  if estimator == "reparam":
-    params = {n: dists[n].sample(sample_shape, seed=s)
-              for n, s in zip(names, seeds)}
-    return value_type(params, config)(x)
-  if kernel_name(layer) is None:
-    return _apply_perturbed(layer, dists, x, sample_shape, seeds, path)
   kname = kernel_name(layer)
   q = normal_params(dists[kname])
   if q is None:
@@ -209,7 +206,39 @@ def apply_layer(layer, dists: Mapping[str, tfd.Distribution], x, *,
   return y if config.activation is None else config.activation(y)
 
 
-def _apply_perturbed(layer, dists, x, sample_shape, seeds, path: str):
+@tf.autograph.experimental.do_not_convert
+def sampled_layer(layer, dists: Mapping[str, tfd.Distribution], *,
+                  estimator: str, sample_shape: Sequence[int], seed,
+                  path: str = ""):
+  """The sampled layer one "reparam" pass (or "flipout" pass, for a layer
+  naming its `flipout_kernels`) applies, to call with the layer's own
+  arguments (several inputs, masks); `apply_layer` calls it with `x`.
+
+  Args:
+    layer, dists, sample_shape, seed, path: As `apply_layer`.
+    estimator: "reparam", or "flipout" for a layer with `flipout_kernels`.
+
+  Returns:
+    A sampled layer of `layer`'s type: parameters `[*S, ...]` (Flipout
+    kernels are `ops.Perturbed`).
+
+  Raises:
+    ValueError: For another estimator.
+  """
+  names = list(dists)
+  seeds = tfp.random.split_seed(seed, len(names) + 2)
+  if estimator == "reparam":
+    params = {n: dists[n].sample(list(sample_shape), seed=s)
+              for n, s in zip(names, seeds)}
+    return type(layer)(params, layer.config)
+  if estimator != "flipout" or not flipout_kernels(layer):
+    raise ValueError(f"vi: estimator {estimator!r} for layer {path!r} "
+                     f"({layer.config.desc}) needs `apply_layer` (a layer "
+                     "linear in one kernel); here use 'reparam' or 'flipout'.")
+  return _perturbed_layer(layer, dists, list(sample_shape), seeds, path)
+
+
+def _perturbed_layer(layer, dists, sample_shape, seeds, path: str):
   """Flipout for a layer that names its `flipout_kernels`: those kernels
   become `ops.Perturbed` (one shared draw, signs from their own seed), every
   other part is drawn by reparameterization."""
@@ -231,7 +260,7 @@ def _apply_perturbed(layer, dists, x, sample_shape, seeds, path: str):
     delta = dists[name].sample(sample_shape, seed=seeds[i]) - loc
     sign_seed = tfp.random.fold_in(seeds[-1], i)
     params[name] = ops.Perturbed(loc, delta, sign_seed)
-  return type(layer)(params, layer.config)(x)
+  return type(layer)(params, layer.config)
 
 
 def _expand_bias(b: tf.Tensor, layer) -> tf.Tensor:
