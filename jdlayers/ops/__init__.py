@@ -4,6 +4,7 @@ No distributions and no variables live here; the layers in `jdlayers.layers`
 call these ops with sampled parameters.
 """
 
+from jdlayers.ops._attention import multi_head_attention
 from jdlayers.ops._args import (activation_name, check_strides_dilations,
                                 get_activation, normalize_data_format,
                                 normalize_padding, normalize_tuple,
@@ -21,7 +22,7 @@ __all__ = [
     "IMPLS", "activation_name", "broadcast_batch_shape", "check_input",
     "check_strides_dilations", "conv", "conv_output_length", "conv_transpose",
     "conv_transpose_output_length", "dense", "embedding_lookup",
-    "get_activation",
+    "get_activation", "multi_head_attention",
     "normalize_data_format", "normalize_padding", "normalize_tuple",
     "Perturbed", "linear", "pool", "positive_int", "signs",
 ]
