@@ -258,7 +258,7 @@ def _perturbed_layer(layer, dists, sample_shape, seeds, path: str):
       params[name] = dists[name].sample(sample_shape, seed=seeds[i])
       continue
     delta = dists[name].sample(sample_shape, seed=seeds[i]) - loc
-    sign_seed = tfp.random.fold_in(seeds[-1], i)
+    sign_seed = tf.random.experimental.stateless_fold_in(seeds[-1], i)
     params[name] = ops.Perturbed(loc, delta, sign_seed)
   return type(layer)(params, layer.config)
 
