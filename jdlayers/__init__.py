@@ -14,7 +14,8 @@ from jdlayers.layers import (Affine, AffineLayer, AvgPool1D, AvgPool2D,
                              ConvTransposeLayer, Dense, Embedding,
                              EmbeddingLayer, Flatten, FlattenLayer,
                              Lambda, LambdaLayer, LayerDistribution, MaxPool1D,
-                             MaxPool2D, MaxPool3D, Pool, PoolLayer,
+                             MaxPool2D, MaxPool3D, MultiHeadAttention,
+                             MultiHeadAttentionLayer, Pool, PoolLayer,
                              SampledLayer, StaticLayer)
 from jdlayers._state import event_space_bijectors
 from jdlayers.inference import laplace, mcmc, vi
@@ -28,7 +29,8 @@ __all__ = [
     "ConvTransposeLayer", "Dense", "Embedding", "EmbeddingLayer", "Flatten",
     "FlattenLayer", "Lambda",
     "LambdaLayer", "LayerDistribution", "MaxPool1D", "MaxPool2D", "MaxPool3D",
-    "Parallel", "ParallelLayer", "Pool", "PoolLayer", "Residual",
+    "MultiHeadAttention", "MultiHeadAttentionLayer", "Parallel",
+    "ParallelLayer", "Pool", "PoolLayer", "Residual",
     "ResidualLayer", "SampledLayer", "Sequential", "SequentialLayer",
     "StaticLayer", "__version__", "diagnostics", "event_space_bijectors", "io",
     "keras", "laplace", "mcmc", "metrics", "models", "ops", "priors", "vi",

@@ -2,6 +2,8 @@
 
 from jdlayers.layers._base import LayerDistribution, SampledLayer, StaticLayer
 from jdlayers.layers.affine import Affine, AffineConfig, AffineLayer, Dense
+from jdlayers.layers.attention import (AttentionConfig, MultiHeadAttention,
+                                       MultiHeadAttentionLayer)
 from jdlayers.layers.conv import (Conv, Conv1D, Conv2D, Conv3D, ConvConfig,
                                   ConvLayer)
 from jdlayers.layers.embedding import (Embedding, EmbeddingConfig,
@@ -15,12 +17,14 @@ from jdlayers.layers.static import (AvgPool1D, AvgPool2D, AvgPool3D, Flatten,
                                     PoolLayer)
 
 __all__ = [
-    "Affine", "AffineConfig", "AffineLayer", "AvgPool1D", "AvgPool2D",
+    "Affine", "AffineConfig", "AffineLayer", "AttentionConfig", "AvgPool1D",
+    "AvgPool2D",
     "AvgPool3D", "Conv", "Conv1D", "Conv2D", "Conv3D", "ConvConfig",
     "ConvLayer", "ConvTranspose", "ConvTranspose1D", "ConvTranspose2D",
     "ConvTranspose3D", "ConvTransposeLayer", "Dense", "Embedding",
     "EmbeddingConfig", "EmbeddingLayer", "Flatten",
     "FlattenLayer", "Lambda", "LambdaLayer", "LayerDistribution", "MaxPool1D",
-    "MaxPool2D", "MaxPool3D", "Pool", "PoolLayer", "SampledLayer",
+    "MaxPool2D", "MaxPool3D", "MultiHeadAttention",
+    "MultiHeadAttentionLayer", "Pool", "PoolLayer", "SampledLayer",
     "StaticLayer",
 ]
