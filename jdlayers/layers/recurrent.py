@@ -3,7 +3,7 @@
 A sample is a callable `f(x, mask=None)` running the sampled cells over
 `[*B, N, T, input_size]` sequences with `jdlayers.ops.lstm` / `ops.gru` (one
 time loop for all sampled networks). `Bidirectional` (in
-`recurrent_bidirectional.py`) pairs a forward and a backward layer.
+`bidirectional.py`) pairs a forward and a backward layer.
 """
 
 from __future__ import annotations
