@@ -17,6 +17,8 @@ def test_network(case):
 ```
 """
 
+from jdlayers.testing._attention_strategies import (AttentionCase,
+                                                   attention_configs)
 from jdlayers.testing.strategies import (LayerCase, NetworkCase,
                                          affine_configs, batch_shapes,
                                          conv_configs, conv_transpose_configs,
@@ -24,7 +26,8 @@ from jdlayers.testing.strategies import (LayerCase, NetworkCase,
                                          pool_configs, sample_shapes)
 
 __all__ = [
-    "LayerCase", "NetworkCase", "affine_configs", "batch_shapes",
+    "AttentionCase", "LayerCase", "NetworkCase", "affine_configs",
+    "attention_configs", "batch_shapes",
     "conv_configs", "conv_transpose_configs", "dtypes", "layer_configs",
     "networks", "pool_configs", "sample_shapes",
 ]
