@@ -17,6 +17,8 @@ from jdlayers.layers import (Affine, AffineLayer, AvgPool1D, AvgPool2D,
                              MaxPool2D, MaxPool3D, MultiHeadAttention,
                              MultiHeadAttentionLayer, Pool, PoolLayer,
                              SampledLayer, StaticLayer)
+from jdlayers.layers import (FilterResponseNorm, FilterResponseNormLayer,
+                             LayerNorm, LayerNormLayer)
 from jdlayers._state import event_space_bijectors
 from jdlayers.inference import laplace, mcmc, vi
 
@@ -26,9 +28,11 @@ __all__ = [
     "Affine", "AffineLayer", "AvgPool1D", "AvgPool2D", "AvgPool3D", "Conv",
     "Conv1D", "Conv2D", "Conv3D", "ConvLayer", "ConvTranspose",
     "ConvTranspose1D", "ConvTranspose2D", "ConvTranspose3D",
-    "ConvTransposeLayer", "Dense", "Embedding", "EmbeddingLayer", "Flatten",
+    "ConvTransposeLayer", "Dense", "Embedding", "EmbeddingLayer",
+    "FilterResponseNorm", "FilterResponseNormLayer", "Flatten",
     "FlattenLayer", "Lambda",
-    "LambdaLayer", "LayerDistribution", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+    "LambdaLayer", "LayerDistribution", "LayerNorm", "LayerNormLayer",
+    "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "MultiHeadAttention", "MultiHeadAttentionLayer", "Parallel",
     "ParallelLayer", "Pool", "PoolLayer", "Residual",
     "ResidualLayer", "SampledLayer", "Sequential", "SequentialLayer",

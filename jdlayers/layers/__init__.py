@@ -11,12 +11,18 @@ from jdlayers.layers.embedding import (Embedding, EmbeddingConfig,
 from jdlayers.layers.conv_transpose import (ConvTranspose, ConvTranspose1D,
                                             ConvTranspose2D, ConvTranspose3D,
                                             ConvTransposeLayer)
+from jdlayers.layers.norm import (FilterResponseNorm,
+                                  FilterResponseNormLayer, FixedLayerNorm,
+                                  FixedLayerNormLayer, LayerNorm,
+                                  LayerNormLayer, NormConfig)
 from jdlayers.layers.static import (AvgPool1D, AvgPool2D, AvgPool3D, Flatten,
                                     FlattenLayer, Lambda, LambdaLayer,
                                     MaxPool1D, MaxPool2D, MaxPool3D, Pool,
                                     PoolLayer)
 
 __all__ = [
+    "FilterResponseNorm", "FilterResponseNormLayer", "FixedLayerNorm",
+    "FixedLayerNormLayer", "LayerNorm", "LayerNormLayer", "NormConfig",
     "Affine", "AffineConfig", "AffineLayer", "AttentionConfig", "AvgPool1D",
     "AvgPool2D",
     "AvgPool3D", "Conv", "Conv1D", "Conv2D", "Conv3D", "ConvConfig",
