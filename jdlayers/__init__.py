@@ -17,6 +17,8 @@ from jdlayers.layers import (Affine, AffineLayer, AvgPool1D, AvgPool2D,
                              MaxPool2D, MaxPool3D, MultiHeadAttention,
                              MultiHeadAttentionLayer, Pool, PoolLayer,
                              SampledLayer, StaticLayer)
+from jdlayers.layers import (GRU, LSTM, Bidirectional, BidirectionalLayer,
+                             GRULayer, LSTMLayer)
 from jdlayers.layers import (FilterResponseNorm, FilterResponseNormLayer,
                              LayerNorm, LayerNormLayer)
 from jdlayers._state import event_space_bijectors
@@ -25,12 +27,13 @@ from jdlayers.inference import laplace, mcmc, vi
 __version__ = "0.1.0"
 
 __all__ = [
-    "Affine", "AffineLayer", "AvgPool1D", "AvgPool2D", "AvgPool3D", "Conv",
-    "Conv1D", "Conv2D", "Conv3D", "ConvLayer", "ConvTranspose",
+    "Affine", "AffineLayer", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+    "Bidirectional", "BidirectionalLayer", "Conv", "Conv1D", "Conv2D",
+    "Conv3D", "ConvLayer", "ConvTranspose",
     "ConvTranspose1D", "ConvTranspose2D", "ConvTranspose3D",
     "ConvTransposeLayer", "Dense", "Embedding", "EmbeddingLayer",
     "FilterResponseNorm", "FilterResponseNormLayer", "Flatten",
-    "FlattenLayer", "Lambda",
+    "FlattenLayer", "GRU", "GRULayer", "LSTM", "LSTMLayer", "Lambda",
     "LambdaLayer", "LayerDistribution", "LayerNorm", "LayerNormLayer",
     "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "MultiHeadAttention", "MultiHeadAttentionLayer", "Parallel",

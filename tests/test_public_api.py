@@ -8,12 +8,13 @@ import importlib
 import jdlayers
 
 EXPECTED = [
-    "Affine", "AffineLayer", "AvgPool1D", "AvgPool2D", "AvgPool3D", "Conv",
-    "Conv1D", "Conv2D", "Conv3D", "ConvLayer", "ConvTranspose",
+    "Affine", "AffineLayer", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+    "Bidirectional", "BidirectionalLayer", "Conv", "Conv1D", "Conv2D",
+    "Conv3D", "ConvLayer", "ConvTranspose",
     "ConvTranspose1D", "ConvTranspose2D", "ConvTranspose3D",
     "ConvTransposeLayer", "Dense", "Embedding", "EmbeddingLayer",
     "FilterResponseNorm", "FilterResponseNormLayer", "Flatten",
-    "FlattenLayer", "Lambda",
+    "FlattenLayer", "GRU", "GRULayer", "LSTM", "LSTMLayer", "Lambda",
     "LambdaLayer", "LayerDistribution", "LayerNorm", "LayerNormLayer",
     "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "MultiHeadAttention", "MultiHeadAttentionLayer", "Parallel",

@@ -11,6 +11,12 @@ from jdlayers.layers.embedding import (Embedding, EmbeddingConfig,
 from jdlayers.layers.conv_transpose import (ConvTranspose, ConvTranspose1D,
                                             ConvTranspose2D, ConvTranspose3D,
                                             ConvTransposeLayer)
+from jdlayers.layers.bidirectional import (Bidirectional,
+                                           BidirectionalConfig,
+                                           BidirectionalLayer)
+from jdlayers.layers.recurrent import (GRU, LSTM, GRULayer, LSTMLayer,
+                                       Recurrent, RecurrentConfig,
+                                       RecurrentLayer)
 from jdlayers.layers.norm import (FilterResponseNorm,
                                   FilterResponseNormLayer, FixedLayerNorm,
                                   FixedLayerNormLayer, LayerNorm,
@@ -32,5 +38,7 @@ __all__ = [
     "FlattenLayer", "Lambda", "LambdaLayer", "LayerDistribution", "MaxPool1D",
     "MaxPool2D", "MaxPool3D", "MultiHeadAttention",
     "MultiHeadAttentionLayer", "Pool", "PoolLayer", "SampledLayer",
-    "StaticLayer",
+    "StaticLayer", "Bidirectional", "BidirectionalConfig",
+    "BidirectionalLayer", "GRU", "GRULayer", "LSTM", "LSTMLayer", "Recurrent",
+    "RecurrentConfig", "RecurrentLayer",
 ]
