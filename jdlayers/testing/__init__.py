@@ -19,6 +19,8 @@ def test_network(case):
 
 from jdlayers.testing._attention_strategies import (AttentionCase,
                                                    attention_configs)
+from jdlayers.testing._seq_strategies import (RecurrentCase,
+                                             recurrent_configs)
 from jdlayers.testing.strategies import (LayerCase, NetworkCase,
                                          affine_configs, batch_shapes,
                                          conv_configs, conv_transpose_configs,
@@ -29,5 +31,6 @@ __all__ = [
     "AttentionCase", "LayerCase", "NetworkCase", "affine_configs",
     "attention_configs", "batch_shapes",
     "conv_configs", "conv_transpose_configs", "dtypes", "layer_configs",
-    "networks", "pool_configs", "sample_shapes",
+    "networks", "pool_configs", "sample_shapes", "RecurrentCase",
+    "recurrent_configs",
 ]
