@@ -33,6 +33,14 @@ class EmbeddingLayer(_base.SampledLayer):
   # `jdl.vi` flipout hands this layer an `ops.Perturbed` table.
   flipout_kernels = ("embeddings",)
 
+  def keras_weights(self):
+    """The weights in `keras.layers.Embedding`'s order: `[embeddings]`.
+
+    Each has the sample dims `S` in front; index them away (e.g.
+    `[w[i] for w in f.keras_weights()]`) before `set_weights`.
+    """
+    return [self._params["embeddings"]]
+
   def __call__(self, ids):
     """Looks the token ids up.
 

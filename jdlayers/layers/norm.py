@@ -125,6 +125,11 @@ class LayerNormLayer(_base.SampledLayer):
 
   __slots__ = ()
 
+  def keras_weights(self):
+    """The weights in `keras.layers.LayerNormalization`'s order: `gamma`
+    (if `scale`), then `beta` (if `center`), each `[*S, features]`."""
+    return [self._params[n] for n in ("gamma", "beta") if n in self._params]
+
   def __call__(self, x):
     """Normalises `x` `[*B, N, *inner, features]` over its last axis.
 
