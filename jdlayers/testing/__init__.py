@@ -21,6 +21,8 @@ from jdlayers.testing._attention_strategies import (AttentionCase,
                                                    attention_configs)
 from jdlayers.testing._seq_strategies import (RecurrentCase,
                                              recurrent_configs)
+from jdlayers.testing._norm_embedding_strategies import (
+    embedding_configs, filter_response_norm_configs, layer_norm_configs)
 from jdlayers.testing.strategies import (LayerCase, NetworkCase,
                                          affine_configs, batch_shapes,
                                          conv_configs, conv_transpose_configs,
@@ -28,6 +30,7 @@ from jdlayers.testing.strategies import (LayerCase, NetworkCase,
                                          pool_configs, sample_shapes)
 
 __all__ = [
+    "embedding_configs", "filter_response_norm_configs", "layer_norm_configs",
     "AttentionCase", "LayerCase", "NetworkCase", "affine_configs",
     "attention_configs", "batch_shapes",
     "conv_configs", "conv_transpose_configs", "dtypes", "layer_configs",
