@@ -113,7 +113,8 @@ def loop_for(posterior, state, settings: dict, make_kernel: Callable,
   """The model's cached `ChunkLoop` for these settings and shapes, or a new one.
 
   Args:
-    posterior: The run's `Posterior`; its model holds the cache.
+    posterior: The run's `Posterior` (or `_sharded.ShardedPosterior`); its
+      model holds the cache.
     state: Initial parts `[C, ...]` (shapes and dtypes only).
     settings: Everything else the kernel is built from (kernel name, warm-up
       length, step size, ...): part of the key.
@@ -123,9 +124,11 @@ def loop_for(posterior, state, settings: dict, make_kernel: Callable,
   Returns:
     A `ChunkLoop`; the same object for the same model, settings and shapes.
   """
+  # A `ShardedPosterior` adds its strategy and mode.
   key = (tuple(sorted((k, _hashable(v)) for k, v in settings.items())),
          int(chunk_size), bool(jit_compile),
-         _signature(posterior.x, posterior.y, *state))
+         _signature(posterior.x, posterior.y, *state),
+         getattr(posterior, "cache_key", None))
   cache = vars(posterior.model).setdefault(_ATTR, collections.OrderedDict())
   loop = cache.get(key)
   if loop is None:

@@ -27,7 +27,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from jdlayers import _validate
-from jdlayers.inference import _checkpoint, _initial_check, _kernels, _loop
+from jdlayers.inference import (_checkpoint, _initial_check, _kernels, _loop,
+                                 _sharded)
 from jdlayers.inference._result import MCMCResult
 from jdlayers.layers._base import stateless_seed
 
@@ -49,7 +50,9 @@ class Sampler:
     init: "shrunk", "prior", or a list of initial parts `[C, ...]`.
     init_scale: Shrink factor of the "shrunk" init.
     seed: Stateless seed (int or pair); the same seed gives the same draws.
-    jit_compile: Compile the sampling loop with XLA.
+    jit_compile: Compile the sampling loop with XLA (under a `strategy`,
+      the per-replica density and gradient: XLA cannot compile the
+      strategy's cross-replica calls).
     chunk_size: Steps per compiled call (default: about 1/10 of the run,
       or of `checkpoint_every`).
     checkpoint: Path of a checkpoint file (a jdlayers file, e.g.
@@ -62,6 +65,11 @@ class Sampler:
     resume: With a `checkpoint` file present, continue the run it holds
       (after checking it was written with the same settings and data; with
       `seed=None` its seed is used); without one, start afresh.
+    strategy: A `tf.distribute.Strategy` to evaluate the density and its
+      gradient on (see `mcmc.sample`); None runs on one device.
+    shard: Under a `strategy`: "data" splits `x`, `y` along `N` over the
+      replicas (the remainder padded and masked), "chains" spreads the
+      chains (`num_chains` a multiple of the replicas).
     **kernel_kwargs: Passed to `make_kernel` (step_size, num_leapfrog_steps,
       max_tree_depth, target_accept_prob, adaptation, step_size_jitter,
       max_leapfrog_steps).
@@ -103,9 +111,13 @@ class Sampler:
                seed=None, jit_compile: bool = True,
                chunk_size: Optional[int] = None, checkpoint=None,
                checkpoint_every: Optional[int] = None, resume: bool = False,
-               **kernel_kwargs):
+               strategy=None, shard: str = "data", **kernel_kwargs):
     _check_counts(num_chains, num_results, num_burnin_steps, chunk_size,
                   checkpoint_every)
+    # Strategy, mode and shardability are checked before anything traces.
+    loop_posterior, self._loop_data, loop_jit = _sharded.for_sampler(
+        posterior, strategy, shard, num_chains, jit_compile, "mcmc.Sampler")
+    self.strategy, self.shard = strategy, shard
     # Normalised, with defaults: also the key of the compiled loop, so
     # settings spelled differently (a default passed or left out) share one.
     settings = _kernels.check_settings(
@@ -142,15 +154,14 @@ class Sampler:
     total = num_burnin_steps + num_results
     self.chunk_size = _chunk_size(chunk_size, total, checkpoint_every)
     self.loop = _loop.loop_for(
-        posterior, state, settings,
+        loop_posterior, state, settings,
         lambda post, s: _kernels.make_kernel(post.log_prob, post.bijectors,
                                              s, **settings),
-        self.chunk_size, self._leapfrogs, jit_compile)
+        self.chunk_size, self._leapfrogs, loop_jit)
     # Bootstrapping evaluates the density and its gradient at the initial
     # state for every chain; a non-finite one would only yield a run of
     # rejected steps, so it is an error before any sampling.
-    self.kernel_results = self.loop.bootstrap(self.state, posterior.x,
-                                              posterior.y)
+    self.kernel_results = self.loop.bootstrap(self.state, *self._loop_data)
     _initial_check.check(posterior, self.state, self.kernel_results)
     self._kr_leaves = (None, None)  # (results, their leaves) of the last chunk
     # Draws and traces go into arrays of the run's final size (pages are
@@ -224,7 +235,7 @@ class Sampler:
       traces = self.loop.traces
       state, kr, draws, tr, leaves = self.loop(
           self.state, self.kernel_results, self.step, n, self._run_seed,
-          self.posterior.x, self.posterior.y)
+          *self._loop_data)
       draws = [d.numpy()[:n] for d in draws]
       tr = _kernels.Trace(*[t.numpy()[:n] for t in tr])
       seconds = time.perf_counter() - t0

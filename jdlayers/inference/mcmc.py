@@ -21,7 +21,7 @@ import numbers
 from typing import Callable, Optional, Sequence, Union
 
 from jdlayers import _validate
-from jdlayers.inference import _kernels
+from jdlayers.inference import _distribute, _kernels, _sharded
 from jdlayers.inference._checkpoint import CheckpointWriteError
 from jdlayers.inference._kernels import (ADAPTATIONS, KERNELS, Trace,
                                          make_kernel, trace)
@@ -48,7 +48,8 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
            chunk_size: Optional[int] = None, checkpoint=None,
            checkpoint_every: Optional[int] = None, resume: bool = False,
            progress: Union[bool, Callable] = True,
-           callback: Optional[Callable] = None) -> MCMCResult:
+           callback: Optional[Callable] = None, strategy=None,
+           shard: str = "data") -> MCMCResult:
   """Samples the posterior of `model` given `(x, y)` with HMC-family kernels.
 
   All chains run at once through the layers' sample dim. Warm-up adapts the
@@ -113,6 +114,18 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
     progress: True prints a line per chunk to stderr; False is quiet; a
       callable gets a dict per chunk.
     callback: `callback(partial_result)` after each chunk with draws.
+    strategy: A `tf.distribute.Strategy` (`MirroredStrategy` over one
+      host's devices, `MultiWorkerMirroredStrategy` over hosts from
+      `TF_CONFIG`, ...) over which each step's log density and gradient are
+      evaluated; the chain state, adaptation and checkpoints stay as
+      without one. Same seed, same draws as one device up to the order of
+      floating-point sums, and bit-identical across reruns.
+    shard: Under a `strategy`: "data" (default) splits `x`, `y` along `N`
+      over the replicas (N need not divide: the remainder is padded and
+      masked, never dropped); each replica computes its shard's
+      log-likelihood and gradient, their sum plus the prior once is the
+      target. "chains" gives each replica `num_chains / replicas` chains on
+      the full data, for many chains and little data.
 
   Returns:
     An `MCMCResult` with states `[num_results, num_chains, ...]`. If the run
@@ -124,8 +137,10 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
     TypeError, ValueError: For invalid data or settings, before sampling
       (every setting that cannot work is refused: a step size <= 0 or NaN,
       `num_leapfrog_steps` or `max_tree_depth` < 1, `target_accept_prob`
-      outside (0, 1), ...), or a `checkpoint` written by a run with other
-      settings or data.
+      outside (0, 1), a `strategy` whose devices this host lacks, fewer
+      examples than replicas, `num_chains` not a multiple of the replicas
+      with shard="chains", ...), or a `checkpoint` written by a run with
+      other settings or data.
     FileExistsError: If `checkpoint` exists and `resume` is False.
     jdlayers.io.FileFormatError: For a corrupted or invalid checkpoint.
     CheckpointWriteError: (an `OSError`) if a checkpoint write fails (full
@@ -161,6 +176,9 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
       adaptation=adaptation, step_size_jitter=step_size_jitter, init=init,
       init_scale=init_scale, seed=seed, jit_compile=jit_compile,
       progress=progress, callback=callback)
+  _distribute.check_strategy(strategy, "mcmc.sample")
+  if isinstance(num_chains, numbers.Integral):
+    _sharded.check_mode(shard, num_chains, strategy, "mcmc.sample")
   posterior = model.posterior(x, y)
   sampler = Sampler(
       posterior, num_chains=num_chains, num_results=num_results,
@@ -171,7 +189,7 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
       num_leapfrog_steps=num_leapfrog_steps, max_tree_depth=max_tree_depth,
       target_accept_prob=target_accept_prob, adaptation=adaptation,
       step_size_jitter=step_size_jitter,
-      max_leapfrog_steps=max_leapfrog_steps)
+      max_leapfrog_steps=max_leapfrog_steps, strategy=strategy, shard=shard)
   try:
     sampler.run(progress=progress, callback=callback)
   except KeyboardInterrupt:

@@ -99,11 +99,18 @@ class Posterior:
   # -- densities ----------------------------------------------------------
   def log_prob(self, *parts) -> tf.Tensor:
     """Unnormalized log posterior: log prior + log likelihood; shape `S`."""
+    return self.log_prior(*parts) + self.log_likelihood(*parts)
+
+  def log_prior(self, *parts) -> tf.Tensor:
+    """Log prior of the network and the likelihood's latents; shape `S`.
+
+    The data-free term: a target sharded over devices adds it once.
+    """
     network, latents = self.unpack(parts)
     lp = self.model.network.log_prob(network)
     for name, prior in self.model.likelihood.latents.items():
       lp += prior.log_prob(latents[name])
-    return lp + self.log_likelihood(*parts)
+    return lp
 
   def log_likelihood(self, *parts, pointwise: bool = False) -> tf.Tensor:
     """`log p(y | network, latents)`: shape `S`, or `[*S, N]` if pointwise."""
