@@ -57,13 +57,14 @@ from jdlayers.keras._hooks import default_divergence_fn, mc_divergence_fn
 from jdlayers.keras._dense import Dense
 from jdlayers.keras._attention import MultiHeadAttention
 from jdlayers.keras._embedding import Embedding
+from jdlayers.keras._norm import LayerNormalization
 from jdlayers.keras._recurrent import GRU, LSTM
 from jdlayers.keras._variational import Variational
 
 __all__ = [
     "Conv1D", "Conv1DTranspose", "Conv2D", "Conv2DTranspose", "Conv3D",
     "Conv3DTranspose", "Dense", "Embedding", "GRU", "LSTM",
-    "MultiHeadAttention", "Variational", "VariationalLayer",
+    "LayerNormalization", "MultiHeadAttention", "Variational", "VariationalLayer",
     "default_divergence_fn", "mc_divergence_fn", "predict_samples", "reseed",
     "variational_layers",
 ]
