@@ -99,6 +99,8 @@ class Embedding(_base.LayerDistribution):
   """
 
   _value_type = EmbeddingLayer
+  # Models keep integer `x` as ids for a network starting with this layer.
+  reads_ids = True
 
   def __init__(self, output_dim: int, input_dim: int, dtype=tf.float32,
                name: str = "Embedding", *,

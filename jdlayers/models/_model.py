@@ -134,13 +134,17 @@ class Model:
       ValueError: For NaN/inf, a rank-0 `x`, or a shape the network rejects.
     """
     arr = _to_numpy(x, "x")
-    if not np.issubdtype(arr.dtype, np.floating):
+    # Integer token ids stay integers for a network that reads them.
+    ids = np.issubdtype(arr.dtype, np.integer) and _reads_ids(self.network)
+    if not ids and not np.issubdtype(arr.dtype, np.floating):
       raise TypeError(f"Model: x must be floating ({self.dtype.name}); got "
-                      f"dtype {arr.dtype}. Cast it, e.g. x.astype(np.float32).")
+                      f"dtype {arr.dtype}. Cast it, e.g. x.astype(np.float32) "
+                      "(integer token ids need an Embedding first layer).")
     if arr.ndim < 1:
       raise ValueError("Model: x must be [N, *features]; got a scalar.")
-    _check_finite(arr, "x")
-    x = tf.convert_to_tensor(arr, self.dtype)
+    if not ids:
+      _check_finite(arr, "x")
+    x = tf.convert_to_tensor(arr, None if ids else self.dtype)
     # A probe pass with one sampled network checks x against the layers (their
     # errors name the layer and the shapes) and gives the output shape.
     try:
@@ -220,6 +224,17 @@ def _to_numpy(v, name: str) -> np.ndarray:
   except Exception as e:  # pylint: disable=broad-except
     raise TypeError(f"Model: {name} must be array-like; got "
                     f"{type(v).__name__}.") from e
+
+
+def _reads_ids(network) -> bool:
+  """Whether the network's first layer reads integer ids (`reads_ids`, e.g.
+  `jdl.Embedding`), looking through composites' first children."""
+  while not getattr(network, "reads_ids", False):
+    children = getattr(network, "layers", None)
+    if not children:
+      return False
+    network = children[0]
+  return True
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
