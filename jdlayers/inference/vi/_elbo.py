@@ -49,8 +49,8 @@ class ELBOTerms(NamedTuple):
 
 def elbo_terms(surrogate, x, y, *, num_examples: int, estimator="flipout",
                num_samples: int = 1, seed=None, analytic_kl: bool = True,
-               kl_weight=1.0, mask=None, temperature: float = 1.0
-               ) -> ELBOTerms:
+               kl_weight=1.0, mask=None, temperature: float = 1.0,
+               total=None, replicas: int = 1) -> ELBOTerms:
   """Minibatch estimate of the per-example negative ELBO and its parts.
 
   Args:
@@ -68,10 +68,17 @@ def elbo_terms(surrogate, x, y, *, num_examples: int, estimator="flipout",
       the batch mean, so a padded last batch gives the same estimate.
     temperature: Posterior temperature T > 0 (module docstring): scales the
       surrogate's entropy in the loss; 1 for the ELBO.
+    total: Optional scalar, the real examples of the global batch when this
+      is one replica's shard of it: the NLL is summed over the shard and
+      divided by `total` (default: this batch's count), so the replicas'
+      terms add up to the global batch's mean.
+    replicas: The replicas whose terms are summed (1 without a strategy):
+      the KL part is divided by it, so the sum counts it once per step.
 
   Returns:
     `ELBOTerms(loss, nll, kl)`: scalars; `nll` is the batch mean negative
-    log-likelihood, `kl` the full (unscaled) KL estimate.
+    log-likelihood, `kl` the full (unscaled) KL estimate (with `total` and
+    `replicas`, this replica's shares of them).
   """
   model = surrogate.model
   s_kl, s_fwd = tfp.random.split_seed(seed)
@@ -85,20 +92,24 @@ def elbo_terms(surrogate, x, y, *, num_examples: int, estimator="flipout",
   extra = lp.shape.rank - len(shape) - 1
   if extra:
     lp = tf.reduce_sum(lp, axis=list(range(-extra, 0)))
-  if mask is None:
+  if mask is None and total is None:
     nll = -tf.reduce_mean(lp)
   else:
-    mask = tf.cast(mask, lp.dtype)
-    count = tf.reduce_sum(mask) * (num_samples if shape else 1)
+    mask = tf.ones(tf.shape(lp)[-1:], lp.dtype) if mask is None else tf.cast(
+        mask, lp.dtype)
+    count = (tf.reduce_sum(mask) if total is None else tf.cast(
+        total, lp.dtype)) * (num_samples if shape else 1)
     nll = -tf.reduce_sum(lp * mask) / count
   draws = ([[p[i] for p in parts] for i in range(num_samples)] if shape
            else [parts])
+  # Each of `replicas` shards carries 1/replicas of the KL: summed, it
+  # counts once per step however the batch was split.
   kl = tf.add_n([surrogate.kl_divergence(analytic=analytic_kl, parts=z)
-                 for z in draws]) / len(draws)
+                 for z in draws]) / (len(draws) * replicas)
   divergence = kl
   if temperature != 1:  # a Python float: T = 1 adds nothing to the graph
-    entropy = tf.add_n([surrogate.entropy(parts=z) for z in draws]) / len(
-        draws)
+    entropy = tf.add_n([surrogate.entropy(parts=z) for z in draws]) / (
+        len(draws) * replicas)
     divergence = kl + tf.cast(1. - temperature, kl.dtype) * entropy
   weight = tf.cast(kl_weight, nll.dtype) / num_examples
   loss = nll + weight * tf.cast(divergence, nll.dtype)

@@ -9,7 +9,7 @@ A `tf.data.Dataset` streams one batch per call instead.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -32,6 +32,10 @@ class Block:
 class Feeder:
   num_examples: int
   blocks: Callable
+  # What a strategy splits across its replicas: the examples (None for a
+  # dataset) and the examples per step (a dataset's first batch).
+  size: Optional[int] = None
+  batch: Optional[int] = None
 
 
 # Steps per compiled call: long enough to amortise the call, short enough
@@ -88,7 +92,7 @@ def feeder(model, x, y, batch_size, shuffle, seed, num_examples, weights
                    list(range(e0, e0 + per_block)),
                    [per_epoch * k for k in range(1, per_block + 1)])
   return Feeder(_check_n(n if num_examples is None else num_examples),
-                 blocks)
+                 blocks, n, b)
 
 
 def _dataset_feeder(model, dataset, y, num_examples, weights) -> Feeder:
@@ -103,7 +107,8 @@ def _dataset_feeder(model, dataset, y, num_examples, weights) -> Feeder:
   except ValueError:
     _checks.check_unbatched(model, first)
     raise
-  model.check_y(first[1], int(xb.shape[0]), out_shape)
+  first_batch = int(xb.shape[0])
+  model.check_y(first[1], first_batch, out_shape)
   if num_examples is None:
     num_examples = sum(int(tf.shape(b[0])[0]) for b in dataset)
   dtype = model.dtype
@@ -125,7 +130,7 @@ def _dataset_feeder(model, dataset, y, num_examples, weights) -> Feeder:
         last = following is None
         yield Block(tensors, [epoch] if last else [], [1] if last else [])
         batch = following
-  return Feeder(_check_n(num_examples), blocks)
+  return Feeder(_check_n(num_examples), blocks, None, first_batch)
 
 
 def _check_n(n) -> int:

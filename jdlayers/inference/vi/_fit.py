@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -11,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from jdlayers import _validate
-from jdlayers.inference.vi import _checks, _estimators, _feed
+from jdlayers.inference import _distribute
+from jdlayers.inference.vi import _checks, _estimators, _feed, _replicas
 from jdlayers.inference.vi._elbo import elbo_terms
 from jdlayers.inference.vi._surrogate import Surrogate
 from jdlayers.layers._base import stateless_seed
@@ -45,12 +47,22 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
         num_samples: int = 1, num_examples: Optional[int] = None,
         analytic_kl: bool = True, kl_weight=1.0, temperature: float = 1.0,
         seed=0, shuffle: bool = True, jit_compile: Optional[bool] = None,
-        progress: Union[bool, Callable] = True, **surrogate_kwargs
-        ) -> Surrogate:
+        progress: Union[bool, Callable] = True, strategy=None,
+        **surrogate_kwargs) -> Surrogate:
   """Fits a variational posterior to `model` given data, by minibatch SVI.
 
   Minimises the per-example negative ELBO (see `jdlayers.vi.elbo_terms` for
   the convention) with a compiled training step.
+
+  With a `tf.distribute.Strategy`, training is data-parallel: each step's
+  global batch (`batch_size` examples) is split across the replicas
+  (padded and masked when it does not divide, never dropped), each replica
+  draws its own weight noise (seed `fold_in(fold_in(seed, step),
+  replica)`; one replica uses the step's seed, as without a strategy) and
+  computes its share of the loss, the KL counted once per step over all
+  replicas, and the optimizer applies the summed gradient once to the
+  mirrored surrogate variables. The loss is the single-device loss of the
+  same global batch (equal to float rounding without noise).
 
   Args:
     model: A `jdlayers.models.Model`.
@@ -85,6 +97,12 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
       for 0-20% faster epochs on the digits CNN (benchmarks/vi.py).
     progress: True shows a progress bar (tqdm if installed, else a line per
       epoch on stderr); False is quiet; a callable gets `(epoch, logs)`.
+    strategy: Optional `tf.distribute.Strategy` (e.g. `MirroredStrategy()`
+      over a host's GPUs, `MultiWorkerMirroredStrategy` from `TF_CONFIG`)
+      for data-parallel training. A given `surrogate` or `optimizer` must
+      have been created under `strategy.scope()` (those made here are).
+      With `jit_compile`, each replica's loss and gradient are compiled
+      with XLA; the all-reduce and the update run outside it.
     **surrogate_kwargs: Passed to `Surrogate` when `surrogate` is None,
       e.g. `point_mass="bias"`, or `init=map_fit, init_scale=lambda w: 0.1
       * tf.abs(w)` to start at a MAP fit (MOPED).
@@ -95,18 +113,26 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   Raises:
     TypeError, ValueError: For invalid data or settings, before training
       (e.g. `learning_rate <= 0`, `kl_weight < 0`, a schedule returning
-      NaN at some epoch, `temperature <= 0`, an unbatched dataset).
+      NaN at some epoch, `temperature <= 0`, an unbatched dataset); under a
+      `strategy`, also fewer examples than replicas, a global batch smaller
+      than the replicas, devices the host lacks, or a surrogate/optimizer
+      made outside `strategy.scope()`.
+    FloatingPointError: If a step goes non-finite (the surrogate keeps its
+      last finite state).
 
   #### Example
 
   ```python
-  import jdlayers as jdl, numpy as np
+  import jdlayers as jdl, numpy as np, tensorflow as tf
   x = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
   y = 2 * x + 0.1 * np.random.default_rng(0).normal(size=x.shape)
   model = jdl.models.Model(jdl.Affine(1, 1), jdl.models.Normal(scale=0.1))
   q = jdl.vi.fit(model, x, y.astype(np.float32), epochs=50,
                  learning_rate=0.05, progress=False)
   q.predict(x).mean.shape, q.history.loss[-1]
+  # Data-parallel over the visible GPUs (or CPU logical devices):
+  q2 = jdl.vi.fit(model, x, y.astype(np.float32), epochs=5, progress=False,
+                  strategy=tf.distribute.MirroredStrategy())
   ```
   """
   if not isinstance(model, Model):
@@ -128,20 +154,38 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
   else:
     for v in dict(estimator).values():
       _estimators.canonical(v, "vi.fit")
-  if surrogate is None:
-    surrogate = Surrogate(model, seed=seed, **surrogate_kwargs)
-  elif surrogate.model is not model:
+  _distribute.check_strategy(strategy, "vi.fit")
+  if surrogate is not None and surrogate.model is not model:
     raise ValueError("vi.fit: `surrogate` was built for another model.")
-  feed = _feed.feeder(model, x, y, batch_size, shuffle, seed, num_examples,
-                 weights.astype(surrogate.dtype.as_numpy_dtype))
+  if strategy is not None:
+    _replicas.check_variables(strategy, surrogate, optimizer)
+  # Under a strategy, the variables are mirrored across its replicas.
+  with strategy.scope() if strategy is not None else contextlib.nullcontext():
+    if surrogate is None:
+      surrogate = Surrogate(model, seed=seed, **surrogate_kwargs)
+    feed = _feed.feeder(model, x, y, batch_size, shuffle, seed, num_examples,
+                        weights.astype(surrogate.dtype.as_numpy_dtype))
+    if strategy is not None:
+      _replicas.check_data(strategy, feed, x, batch_size)
+    if optimizer is None:
+      import keras  # pylint: disable=g-import-not-at-top
+      optimizer = keras.optimizers.Adam(learning_rate)
+    variables = list(surrogate.trainable_variables)
+    if hasattr(optimizer, "build") and not getattr(optimizer, "built", True):
+      optimizer.build(variables)  # slots must exist before the loop traces
   n = feed.num_examples
-  if optimizer is None:
-    import keras  # pylint: disable=g-import-not-at-top
-    optimizer = keras.optimizers.Adam(learning_rate)
-  variables = list(surrogate.trainable_variables)
-  if hasattr(optimizer, "build") and not getattr(optimizer, "built", True):
-    optimizer.build(variables)  # slots must exist before the loop is traced
   run_seed = tf.convert_to_tensor(stateless_seed(seed), tf.int32)
+
+  def step_terms(x, y, mask, kl_weight, seed, total=None, replicas=1):
+    """One step's `[3]` loss terms and gradients (a replica's shares)."""
+    with tf.GradientTape() as tape:
+      terms = elbo_terms(
+          surrogate, x, y, num_examples=n, estimator=estimator,
+          num_samples=num_samples, seed=seed, analytic_kl=analytic_kl,
+          kl_weight=kl_weight * tf.cast(live_weight, kl_weight.dtype),
+          mask=mask, temperature=temperature, total=total,
+          replicas=replicas)
+    return tf.stack(list(terms)), tape.gradient(terms.loss, variables)
 
   def run(xs, ys, masks, kl_weights, step0):
     """Up to `T` training steps in one compiled loop.
@@ -156,17 +200,9 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
     num = tf.shape(masks)[0]
 
     def body(i, stop, out, bad_grads):
-      with tf.GradientTape() as tape:
-        terms = elbo_terms(
-            surrogate, xs[i], ys[i], num_examples=n, estimator=estimator,
-            num_samples=num_samples,
-            seed=tf.random.experimental.stateless_fold_in(run_seed,
-                                                          step0 + i),
-            analytic_kl=analytic_kl, kl_weight=kl_weights[i] * tf.cast(
-                live_weight, kl_weights.dtype),
-            mask=masks[i], temperature=temperature)
-      grads = tape.gradient(terms.loss, variables)
-      row = tf.stack(list(terms))
+      row, grads = step_terms(
+          xs[i], ys[i], masks[i], kl_weights[i],
+          tf.random.experimental.stateless_fold_in(run_seed, step0 + i))
       bad_grads = tf.stack([
           tf.constant(False) if g is None else
           ~tf.reduce_all(tf.math.is_finite(g)) for g in grads])
@@ -183,8 +219,12 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
 
   if jit_compile is None:
     jit_compile = bool(tf.config.list_physical_devices("GPU"))
-  run = tf.function(run, jit_compile=jit_compile, autograph=False,
-                    reduce_retracing=True)
+  if strategy is None:
+    run = tf.function(run, jit_compile=jit_compile, autograph=False,
+                      reduce_retracing=True)
+  else:
+    run = _replicas.runner(strategy, step_terms, optimizer, variables,
+                           run_seed, surrogate.dtype, jit_compile)
   history = getattr(surrogate, "history", None) or History()
   bar = _ProgressBar(progress, epochs)
   t = len(history.step_loss)
