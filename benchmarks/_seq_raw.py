@@ -76,11 +76,11 @@ def gru(p, x, mode):
 
 
 def layer_norm(p, x, mode, epsilon=1e-3):
-  """`x [N, T, F]` -> `[C, N, T, F]`: the shared input normalised once."""
+  """`x [N, F]` -> `[C, N, F]`: the shared input normalised once."""
   del mode
   mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
   xn = (x - mean) * tf.math.rsqrt(var + epsilon)
-  return xn * p["gamma"][:, None, None, :] + p["beta"][:, None, None, :]
+  return xn * p["gamma"][:, None, :] + p["beta"][:, None, :]
 
 
 def filter_response_norm(p, x, mode, epsilon=1e-6):
@@ -98,17 +98,24 @@ def filter_response_norm(p, x, mode, epsilon=1e-6):
 
 
 def multi_head_attention(p, x, mode):
-  """Keras 3's self-attention, `x [N, T, D]` -> `[C, N, T, D]`."""
+  """Keras 3's self-attention, `x [N, T, D]` -> `[C, N, T, D]`.
+
+  The query, key and value projections are one matmul of the shared input
+  rows `[N * T, D]` with the three kernels concatenated on their columns.
+  """
   del mode
-  key_dim = p["query_kernel"].shape[-1]
-  q = tf.einsum("ntd,cdhk->cnthk", x, p["query_kernel"]) + (
-      p["query_bias"][:, None, None])
-  k = tf.einsum("ntd,cdhk->cnthk", x, p["key_kernel"]) + (
-      p["key_bias"][:, None, None])
-  v = tf.einsum("ntd,cdhk->cnthk", x, p["value_kernel"]) + (
-      p["value_bias"][:, None, None])
-  scores = tf.einsum("cnthk,cnshk->cnhts", q * (1. / np.sqrt(key_dim)), k)
-  att = tf.nn.softmax(scores, axis=-1)
-  o = tf.einsum("cnhts,cnshk->cnthk", att, v)
-  return tf.einsum("cnthk,chkd->cntd", o, p["attention_output_kernel"]) + (
+  c, d, h, k = p["query_kernel"].shape
+  n, t = x.shape[0], x.shape[1]
+  kernel = tf.concat([tf.reshape(p[f"{n_}_kernel"], [c, d, h * k])
+                      for n_ in ("query", "key", "value")], axis=-1)
+  bias = tf.concat([tf.reshape(p[f"{n_}_bias"], [c, 1, h * k])
+                    for n_ in ("query", "key", "value")], axis=-1)
+  qkv = tf.linalg.matmul(tf.reshape(x, [n * t, d]), kernel) + bias
+  qkv = tf.transpose(tf.reshape(qkv, [c, n, t, 3, h, k]), [3, 0, 1, 4, 2, 5])
+  q, key, v = qkv[0] * (1. / np.sqrt(k)), qkv[1], qkv[2]   # [C, N, H, T, K]
+  att = tf.nn.softmax(tf.linalg.matmul(q, key, transpose_b=True), axis=-1)
+  o = tf.transpose(tf.linalg.matmul(att, v), [0, 1, 3, 2, 4])  # [C,N,T,H,K]
+  out = tf.linalg.matmul(tf.reshape(o, [c, n * t, h * k]), tf.reshape(
+      p["attention_output_kernel"], [c, h * k, -1]))
+  return tf.reshape(out, [c, n, t, -1]) + (
       p["attention_output_bias"][:, None, None, :])

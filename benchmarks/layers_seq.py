@@ -8,7 +8,7 @@ own cost dominates:
   embedding  Embedding(32, 1000) on ids [64, 16]        -> [C, 64, 16, 32]
   lstm       LSTM(32, 16) on x [64, 16, 16], last state  -> [C, 64, 32]
   gru        GRU(32, 16), reset_after=True, same input  -> [C, 64, 32]
-  layernorm  LayerNorm(64) on x [64, 16, 64]            -> [C, 64, 16, 64]
+  layernorm  LayerNorm(64) on x [1024, 64]              -> [C, 1024, 64]
   frn        FilterResponseNorm(16) on x [64, 8, 8, 16] -> [C, 64, 8, 8, 16]
   mha        MultiHeadAttention(4, 16, 64), self-attention on x [64, 16, 64]
                                                          -> [C, 64, 16, 64]
@@ -66,15 +66,20 @@ def _family(name):
     ids = tf.constant(rng.integers(0, VOCAB, size=(N, T)).astype(np.int32))
     return jdl.Embedding(32, VOCAB), ids, raw.embedding, {}
   if name == "lstm":
-    return jdl.LSTM(32, 16), normal(N, T, 16), raw.lstm, {}
+    # unit_forget_bias=True (the default): the forget gates' bias prior is
+    # centred at 1 (gates i, f, c, o).
+    forget = np.repeat(np.float32([0., 1., 0., 0.]), 32)
+    return (jdl.LSTM(32, 16), normal(N, T, 16), raw.lstm,
+            {"bias": (forget, 1.)})
   if name == "gru":
     return jdl.GRU(32, 16, reset_after=True), normal(N, T, 16), raw.gru, {}
+  # The norms' default prior centres the scale at 1: gamma ~ Normal(1, 1).
   if name == "layernorm":
-    return (jdl.LayerNorm(64), normal(N, T, 64), raw.layer_norm,
-            None)
+    return (jdl.LayerNorm(64), normal(N * T, 64), raw.layer_norm,
+            {"gamma": (1., 1.)})
   if name == "frn":
     return (jdl.FilterResponseNorm(16), normal(N, 8, 8, 16),
-            raw.filter_response_norm, None)
+            raw.filter_response_norm, {"gamma": (1., 1.)})
   if name == "mha":
     # The default prior: LeCun normal kernels (every fan-in is 64 here),
     # Normal(0, 1) biases.
