@@ -14,7 +14,7 @@ own cost dominates:
                                                          -> [C, 64, 16, 64]
 
 The hand-written baseline (`benchmarks/_seq_raw.py`) computes the same
-model in plain batched TensorFlow (batched matmuls/einsums, a `tf.scan` for
+model in plain batched TensorFlow (batched matmuls/einsums, a `tf.foldl` for
 the recurrences, the shared input normalised once), with the prior written
 out by hand. Every run first checks that its value equals jdlayers'
 `log_prob` on the same parameters (relative error < 1e-4 in float32), and
