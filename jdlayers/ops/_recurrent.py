@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from jdlayers.ops import _shapes
 from jdlayers.ops._perturbed import Perturbed, linear
@@ -247,7 +246,7 @@ def _slice(kernel, start: int, stop: Optional[int], salt: int):
   if not isinstance(kernel, Perturbed):
     return kernel[..., start:stop]
   return Perturbed(kernel.mean[..., start:stop], kernel.delta[..., start:stop],
-                   tfp.random.fold_in(kernel.seed, salt))
+                   tf.random.experimental.stateless_fold_in(kernel.seed, salt))
 
 
 def _check_mask(mask, x: tf.Tensor, layer: str) -> tf.Tensor:
