@@ -88,7 +88,7 @@ def layer_norm(x, gamma: Optional[tf.Tensor], beta: Optional[tf.Tensor], *,
   x = _check(x, (gamma, beta), features, -1, core,
              f"[..., N, {'*inner, ' * bool(rank)}features]", layer)
   mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
-  inv = tf.math.rsqrt(var + tf.cast(epsilon, x.dtype))
+  inv = tf.math.rsqrt(var + tf.constant(epsilon, x.dtype))
   if gamma is not None:
     inv = inv * _expand(gamma, core, -1)
   res = -mean * inv
@@ -147,7 +147,7 @@ def filter_response_norm(x, gamma: tf.Tensor, beta: tf.Tensor,
              desc.replace(spatial, f"<{rank} spatial dims>"), layer)
   axes = list(range(-rank - 1, -1)) if last else list(range(-rank, 0))
   nu2 = tf.reduce_mean(tf.square(x), axis=axes, keepdims=True)
-  y = x * tf.math.rsqrt(nu2 + tf.cast(epsilon, x.dtype))
+  y = x * tf.math.rsqrt(nu2 + tf.constant(epsilon, x.dtype))
   y = _expand(gamma, core, axis) * y + _expand(beta, core, axis)
   if tau is not None:
     y = tf.maximum(y, _expand(tau, core, axis))
