@@ -165,13 +165,11 @@ def runner(strategy, step_terms: Callable, optimizer, variables,
             tf.zeros([], dtype) if g is None else
             tf.cast(~tf.reduce_all(tf.math.is_finite(g)), dtype)
             for g in grads])
-        # The summed terms and flags; the optimizer sums the gradients.
-        row, flags = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [row, flags])
-        optimizer.apply_gradients(zip(grads, variables))
+        optimizer.apply_gradients(zip(grads, variables))  # sums the grads
         return row, flags
 
       row, flags = strategy.run(replica_step, args=(xs, ys, masks, pads))
-      row, flags = (strategy.experimental_local_results(v)[0]
+      row, flags = (strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                     for v in (row, flags))
       bad_grads = flags > 0
       ok = tf.reduce_all(tf.math.is_finite(row)) & ~tf.reduce_any(bad_grads)
