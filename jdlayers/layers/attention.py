@@ -24,6 +24,9 @@ class AttentionConfig:
   num_heads: int
   key_dim: int
   value_dim: int
+  input_dim: int
+  value_input_dim: int
+  key_input_dim: int
 
 
 class MultiHeadAttentionLayer(_base.SampledLayer):
@@ -63,9 +66,21 @@ class MultiHeadAttentionLayer(_base.SampledLayer):
     Raises:
       ValueError: For an input of rank < 3, feature sizes that differ from
         the layer's, key and value of different lengths, leading dims that
-        do not broadcast with `S`, or a mask of the wrong shape.
+        do not broadcast with `S`, a mask of the wrong shape, or a missing
+        `value` (`key`) where the layer's value (key) width differs.
       TypeError: For a non-floating input or one of another float dtype.
     """
+    c = self._config
+    if value is None and c.value_input_dim != c.input_dim:
+      raise ValueError(
+          f"{c.desc}: called with only `query` (self-attention), but the "
+          f"layer's value_input_dim={c.value_input_dim} differs from its "
+          f"input_dim={c.input_dim}; pass `value` (cross-attention).")
+    if key is None and c.key_input_dim != c.value_input_dim:
+      raise ValueError(
+          f"{c.desc}: called without `key` (it defaults to `value`), but the "
+          f"layer's key_input_dim={c.key_input_dim} differs from its "
+          f"value_input_dim={c.value_input_dim}; pass `key`.")
     value = query if value is None else value
     key = value if key is None else key
     p = self._params
@@ -158,8 +173,10 @@ class MultiHeadAttention(_base.LayerDistribution):
     desc = (f"{cls}(num_heads={heads}, key_dim={key_dim}, "
             f"input_dim={input_dim})")
     dtype = _float_dtype(dtype, desc)
-    config = AttentionConfig(desc=desc, num_heads=heads, key_dim=key_dim,
-                             value_dim=value_dim)
+    config = AttentionConfig(
+        desc=desc, num_heads=heads, key_dim=key_dim, value_dim=value_dim,
+        input_dim=input_dim, value_input_dim=value_input_dim,
+        key_input_dim=key_input_dim)
     prior = priors_lib.fan_in_normal("lecun") if prior is None else prior
     use_bias = bool(use_bias)
     shapes = {"query": (input_dim, heads, key_dim),

@@ -167,8 +167,8 @@ def multi_head_attention(query, value, key, kernels, biases, *,
   heads, key_dim = ref.shape[-2], ref.shape[-1]
   value_dim = _kernel_part(vk).shape[-1]
   query = _check(query, dtype, layer, "query", ref.shape[-3])
-  key = _check(key, dtype, layer, "key", _kernel_part(kk).shape[-3])
   value = _check(value, dtype, layer, "value", _kernel_part(vk).shape[-3])
+  key = _check(key, dtype, layer, "key", _kernel_part(kk).shape[-3])
   s = kernel_sample_shape(qk, 3)
   for name, x in (("query", query), ("key", key), ("value", value)):
     _shapes.broadcast_batch_shape(x.shape[:-3], s, f"{layer} `{name}`",
@@ -209,7 +209,10 @@ def multi_head_attention(query, value, key, kernels, biases, *,
     # T, Tv].
     logits = tf.where(mask[..., tf.newaxis, :, :], logits,
                       tf.constant(_LARGE_NEGATIVE, dtype))
-  scores = tf.nn.softmax(logits, axis=-1)     # [*L, N, H, T, Tv]
+  # Softmax over rows of a rank-2 view: oneDNN's CPU softmax refuses rank
+  # > 5, and `[*S, N, H, T, Tv]` exceeds it for two sample dims.
+  scores = _reshape(tf.nn.softmax(tf.reshape(logits, [-1, tf.shape(
+      logits)[-1]])), _dims(logits, 0))       # [*L, N, H, T, Tv]
   context = tf.einsum("...hts,...shd->...thd", scores, split(v, value_dim))
   flat = _reshape(context, _dims(context, 0, -2) + [heads * value_dim])
   return project(flat, ok, biases[3], 2), scores
