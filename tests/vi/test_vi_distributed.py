@@ -60,6 +60,11 @@ def record(key, q):
 for name, s in (("none", None), ("r2", S2), ("r4", S4)):
   record("pm_" + name, jdl.vi.fit(MODEL, X, Y, batch_size=7, strategy=s,
                                   point_mass=True, **KW))
+# XLA: each replica's loss and gradient compiled (one epoch, 4 steps).
+for name, s in (("none", None), ("r2", S2)):
+  record("jit_" + name, jdl.vi.fit(MODEL, X, Y, batch_size=7, strategy=s,
+                                   point_mass=True, jit_compile=True,
+                                   **dict(KW, epochs=1)))
 # A dataset whose last batch (1 example) is smaller than the replicas.
 ds = tf.data.Dataset.from_tensor_slices((X[:22], Y[:22])).batch(7)
 for name, s in (("none", None), ("r2", S2)):
@@ -147,6 +152,10 @@ def test_point_mass_losses_equal_the_single_device_losses(result):
   # replica it would add (R - 1) * KL / N, above 1e-5 of the loss.
   kl_share = np.array(single["kl"]) / 23 / np.array(single["step_loss"][::4])
   assert kl_share.min() > 1e-2
+
+
+def test_xla_compiled_replicas_equal_the_single_device_losses(result):
+  _same(result["jit_r2"], result["jit_none"])
 
 
 def test_a_dataset_last_batch_smaller_than_the_replicas_counts_once(result):
