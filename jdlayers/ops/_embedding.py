@@ -87,7 +87,7 @@ def _gather(table: tf.Tensor, ids: tf.Tensor, inner: int) -> tf.Tensor:
   shape_i = tf.shape(ids)
   p = shape_t[:-2]
   vocab = tf.cast(shape_t[-2], ids.dtype)
-  q, inner_shape = shape_i[:tf.rank(ids) - inner], shape_i[tf.rank(ids) - inner:]
+  q = shape_i[:tf.rank(ids) - inner]
   lead = tf.broadcast_dynamic_shape(p, q)
   offsets = tf.reshape(tf.range(tf.reduce_prod(p), dtype=ids.dtype) * vocab, p)
   offsets = tf.broadcast_to(offsets, lead)

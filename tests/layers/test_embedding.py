@@ -17,7 +17,9 @@ from jdlayers.inference import vi
 from jdlayers.inference.vi._estimators import sampled_layer
 
 tfd = tfp.distributions
-S_CHOICES = st.sampled_from(((), (3,)))
+# Every dtype with S = [] and S = [3] (the grid), plus drawn configs.
+GRID = pytest.mark.parametrize("dtype, s", [
+    (d, s) for d in (tf.float32, tf.float64) for s in ((), (3,))])
 
 
 def _lead(case):
@@ -42,11 +44,11 @@ def _keras_reference(case, f):
   return np.stack(outs).reshape(lead + outs[0].shape)
 
 
-@settings(deadline=None, max_examples=20)
+@GRID
+@settings(deadline=None, max_examples=4)
 @given(data=st.data())
-def test_equals_keras_embedding(data):
-  case = data.draw(jdt.embedding_configs(
-      sample_shape=data.draw(S_CHOICES, label="S")), label="case")
+def test_equals_keras_embedding(dtype, s, data):
+  case = data.draw(jdt.embedding_configs(dtype, s), label="case")
   f = case.dist.sample(case.sample_shape, seed=case.seed)
   y = f(case.x)
   assert tuple(y.shape) == case.output_shape and y.dtype == case.dtype
@@ -201,6 +203,17 @@ def test_vi_fits_with_flipout():
   assert len(q.history.step_loss) == 4
   assert np.all(np.isfinite(q.history.step_loss))
   assert q.history.step_loss[-1] != q.history.step_loss[0]
+
+
+def test_vi_fits_on_a_dataset_of_token_ids():
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 4, size=(8, 3)).astype(np.int64)
+  y = (x == 1).sum(1, keepdims=True).astype(np.float32)
+  data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+  q = jdl.vi.fit(_tiny_model(), data, epochs=1, seed=0, jit_compile=False,
+                 progress=False)
+  assert len(q.history.step_loss) == 2
+  assert np.all(np.isfinite(q.history.step_loss))
 
 
 def _surrogate():

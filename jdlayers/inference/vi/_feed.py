@@ -112,6 +112,7 @@ def _dataset_feeder(model, dataset, y, num_examples, weights) -> Feeder:
   if num_examples is None:
     num_examples = sum(int(tf.shape(b[0])[0]) for b in dataset)
   dtype = model.dtype
+  x_dtype = xb.dtype  # The model's float dtype, or integer token ids.
 
   def blocks():
     # One step per call: a dataset streams, so its batches are not stacked.
@@ -124,7 +125,7 @@ def _dataset_feeder(model, dataset, y, num_examples, weights) -> Feeder:
         following = next(it, None)
         xb, yb = batch
         yb = model.likelihood.check_y(np.asarray(yb), out_shape, dtype)
-        tensors = (tf.cast(xb, dtype)[None], tf.convert_to_tensor(yb)[None],
+        tensors = (tf.cast(xb, x_dtype)[None], tf.convert_to_tensor(yb)[None],
                    tf.ones([1, int(tf.shape(xb)[0])], tf.float32),
                    tf.constant(weights[epoch:epoch + 1]))
         last = following is None
