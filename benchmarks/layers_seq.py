@@ -153,25 +153,28 @@ def compiled_loop(target, mode):
 
 
 def _seconds(run, parts, k):
-  t0 = time.perf_counter()
+  """`(wall, cpu)` seconds of one call; CPU time is this process's, all
+  threads: on a loaded machine it is the steadier measure of work."""
+  t0, c0 = time.perf_counter(), time.process_time()
   _ = [o.numpy() for o in run(list(parts), tf.constant(k))]
-  return time.perf_counter() - t0
+  return time.perf_counter() - t0, time.process_time() - c0
 
 
 def time_pair(runs, parts, repeats, budget):
-  """Seconds per call of each compiled loop (best of `repeats`), timed
-  alternately; the loop length is sized so a timed call lasts `budget` s.
+  """Seconds per call of each compiled loop (best of `repeats`, wall and
+  CPU), timed alternately; the loop is sized so a call lasts `budget` s.
 
   Returns:
-    `({impl: seconds per call}, {impl: compile seconds}, iterations)`.
+    `({impl: (wall, cpu) per call}, {impl: compile seconds}, iterations)`.
   """
-  compile_s = {k: _seconds(run, parts, 1) for k, run in runs.items()}
-  per = max(_seconds(run, parts, 3) / 3 for run in runs.values())
+  compile_s = {k: _seconds(run, parts, 1)[0] for k, run in runs.items()}
+  per = max(_seconds(run, parts, 3)[0] / 3 for run in runs.values())
   iters = int(min(max(budget / per, 2), 2000))
-  best = {k: float("inf") for k in runs}
+  best = {k: [float("inf")] * 2 for k in runs}
   for _ in range(repeats):
     for k, run in runs.items():
-      best[k] = min(best[k], _seconds(run, parts, iters) / iters)
+      sec = _seconds(run, parts, iters)
+      best[k] = [min(b, s / iters) for b, s in zip(best[k], sec)]
   return best, compile_s, iters
 
 
@@ -190,6 +193,9 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--budget", type=float, default=0.4,
                  help="target seconds per timed call")
+  p.add_argument("--threads", type=int, default=0,
+                 help="TF intra- and inter-op threads (0: TF's default; 1 "
+                 "gives steadier numbers on a loaded machine)")
   p.add_argument("--quick", action="store_true",
                  help="chains 1 and 8, short timings (smoke run)")
   p.add_argument("--out", default=os.path.join(os.path.dirname(
@@ -199,6 +205,9 @@ def main(argv=None):
     args.chains = [c for c in args.chains if c <= 8] or [1]
     args.budget, args.repeats = 0.05, 2
 
+  if args.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
   rows = []
   for name in args.families:
     for c in args.chains:
@@ -214,16 +223,20 @@ def main(argv=None):
         sec, comp, iters = time_pair(runs, parts, args.repeats, args.budget)
         row = dict(family=name, chains=c, mode=mode, iters=iters,
                    check_rel_err=rel, load_before=load0, load_after=load(),
-                   **{f"{k}_us_per_chain_grad": v / c * 1e6
+                   **{f"{k}_us_per_chain_grad": v[0] / c * 1e6
+                      for k, v in sec.items()},
+                   **{f"{k}_cpu_us_per_chain_grad": v[1] / c * 1e6
                       for k, v in sec.items()},
                    **{f"{k}_compile_s": v for k, v in comp.items()})
-        row["ratio"] = sec["jdlayers"] / sec["raw"]
+        row["ratio"] = sec["jdlayers"][0] / sec["raw"][0]
+        row["cpu_ratio"] = sec["jdlayers"][1] / sec["raw"][1]
         rows.append(row)
         print(f"{name:9s} C={c:3d} {mode:8s} jdlayers "
               f"{row['jdlayers_us_per_chain_grad']:9.1f}  raw "
               f"{row['raw_us_per_chain_grad']:9.1f} us/chain-grad  "
-              f"ratio {row['ratio']:5.2f}  (check {rel:.1e}; load "
-              f"{load0:.1f}->{row['load_after']:.1f})", flush=True)
+              f"ratio {row['ratio']:5.2f} (CPU time {row['cpu_ratio']:5.2f})"
+              f"  check {rel:.1e}; load {load0:.1f}->"
+              f"{row['load_after']:.1f}", flush=True)
   print()
   print(table(rows))
   os.makedirs(args.out, exist_ok=True)
@@ -231,7 +244,8 @@ def main(argv=None):
                       time.strftime("layers-seq-%Y%m%d-%H%M%S.json"))
   meta = dict(python=platform.python_version(), tf=tf.__version__,
               tfp=tfp.__version__, machine=platform.machine(),
-              cpus=os.cpu_count(), onednn=os.environ.get(
+              cpus=os.cpu_count(), threads=args.threads,
+              onednn=os.environ.get(
                   "TF_ENABLE_ONEDNN_OPTS", "default"))
   with open(path + ".tmp", "w") as fh:
     json.dump(dict(meta=meta, rows=rows), fh, indent=1)
@@ -241,21 +255,22 @@ def main(argv=None):
 
 
 def table(rows):
-  """Per family and chains: both modes, and the best-mode ratio."""
-  out = ["family    chains | jdl/raw function  jdl/raw xla | best us/chain-grad"
-         " jdlayers  raw | best ratio  load"]
+  """Per family and chains: jdlayers / hand-written time per mode (wall,
+  and CPU time in parentheses), and the best mode's times."""
+  out = ["family    chains |  jdl/raw function    jdl/raw xla    | best wall "
+         "us/chain-grad jdlayers    raw | ratio  load"]
   for name in dict.fromkeys(r["family"] for r in rows):
     for c in dict.fromkeys(r["chains"] for r in rows if r["family"] == name):
       sel = {r["mode"]: r for r in rows
              if r["family"] == name and r["chains"] == c}
-      ratio = {m: f"{sel[m]['ratio']:5.2f}" if m in sel else "  -  "
-               for m in ("function", "xla")}
+      ratio = {m: (f"{sel[m]['ratio']:5.2f} ({sel[m]['cpu_ratio']:4.2f})"
+                   if m in sel else "      -     ") for m in ("function", "xla")}
       bj = min(r["jdlayers_us_per_chain_grad"] for r in sel.values())
       br = min(r["raw_us_per_chain_grad"] for r in sel.values())
       ld = max(r["load_after"] for r in sel.values())
       out.append(f"{name:9s} {c:6d} | {ratio['function']:>16s} "
-                 f"{ratio['xla']:>12s} | {bj:17.1f} {br:8.1f} | "
-                 f"{bj / br:10.2f}  {ld:4.1f}")
+                 f"{ratio['xla']:>14s} | {bj:27.1f} {br:8.1f} | "
+                 f"{bj / br:5.2f} {ld:5.1f}")
   return "\n".join(out)
 
 
