@@ -101,6 +101,9 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
       over a host's GPUs, `MultiWorkerMirroredStrategy` from `TF_CONFIG`)
       for data-parallel training. A given `surrogate` or `optimizer` must
       have been created under `strategy.scope()` (those made here are).
+      Each worker passes the same data and takes its replicas' shards of
+      every global batch (a dataset must then batch in the same order on
+      every worker: seed its shuffle).
       With `jit_compile`, each replica's loss and gradient are compiled
       with XLA; the all-reduce and the update run outside it.
     **surrogate_kwargs: Passed to `Surrogate` when `surrogate` is None,
