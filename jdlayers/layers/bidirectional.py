@@ -53,6 +53,13 @@ class BidirectionalLayer(_base.SampledLayer):
     c = self._config
     return self._half("backward_", c.backward_type, c.backward)
 
+  def keras_weights(self):
+    """The parameters in `keras.layers.Bidirectional`'s `get_weights()`
+    order: the forward layer's, then the backward layer's (sample dims
+    leading)."""
+    return (self.forward_layer.keras_weights()
+            + self.backward_layer.keras_weights())
+
   def __call__(self, x, mask=None):
     """Runs both layers and merges their outputs.
 

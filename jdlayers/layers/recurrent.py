@@ -77,6 +77,17 @@ class RecurrentLayer(_base.SampledLayer):
     return ops.gru(x, p["kernel"], p["recurrent_kernel"], p.get("bias"),
                    reset_after=c.reset_after, **kwargs)
 
+  def keras_weights(self):
+    """The parameters in `keras.layers.LSTM`/`GRU`'s `get_weights()` order.
+
+    Returns:
+      `[kernel, recurrent_kernel(, bias)]` tensors with their sample dims
+      `S` leading; for `S = []`, `keras_layer.set_weights(f.keras_weights())`
+      gives Keras this sample.
+    """
+    names = ("kernel", "recurrent_kernel", "bias")
+    return [self._params[n] for n in names if n in self._params]
+
 
 class LSTMLayer(RecurrentLayer):
   """A sampled `LSTM` (gates i, f, c, o)."""

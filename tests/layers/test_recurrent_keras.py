@@ -42,7 +42,10 @@ def _keras_weights(layer):
                                             "forward_bias" in p else [])
   if isinstance(layer, jdl.BidirectionalLayer):
     names = [h + n for h in ("forward_", "backward_") for n in names]
-  return [p[n].numpy() for n in names]
+  want = [p[n].numpy() for n in names]
+  for a, b in zip(layer.keras_weights(), want, strict=True):
+    np.testing.assert_array_equal(a, b)
+  return want
 
 
 def _check(case):
