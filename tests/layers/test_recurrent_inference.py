@@ -32,7 +32,8 @@ def test_flipout_gives_each_sequence_one_kernel_at_every_step(cell):
   run = ops.lstm if cell == "lstm" else ops.gru
   x = tf.constant(rng.normal(size=(n, t, i)))
   shapes = {"kernel": (i, g * u), "recurrent_kernel": (u, g * u)}
-  seeds = {"kernel": tf.constant([1, 2]), "recurrent_kernel": tf.constant([3, 4])}
+  seeds = {"kernel": tf.constant([1, 2]),
+           "recurrent_kernel": tf.constant([3, 4])}
   pert, own = {}, {}
   for name, shape in shapes.items():
     mean, delta = rng.normal(size=shape), rng.normal(size=shape)
