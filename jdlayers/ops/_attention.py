@@ -28,7 +28,7 @@ def _kernel_part(kernel):
   return kernel.mean if isinstance(kernel, _perturbed.Perturbed) else kernel
 
 
-def kernel_sample_shape(kernel, core_rank: int):
+def _sample_shape(kernel, core_rank: int):
   """Static sample dims `S` of a (possibly `Perturbed`) kernel."""
   if isinstance(kernel, _perturbed.Perturbed):
     a, b = kernel.mean.shape[:-core_rank], kernel.delta.shape[:-core_rank]
@@ -169,7 +169,7 @@ def multi_head_attention(query, value, key, kernels, biases, *,
   query = _check(query, dtype, layer, "query", ref.shape[-3])
   value = _check(value, dtype, layer, "value", _kernel_part(vk).shape[-3])
   key = _check(key, dtype, layer, "key", _kernel_part(kk).shape[-3])
-  s = kernel_sample_shape(qk, 3)
+  s = _sample_shape(qk, 3)
   for name, x in (("query", query), ("key", key), ("value", value)):
     _shapes.broadcast_batch_shape(x.shape[:-3], s, f"{layer} `{name}`",
                                   x.shape, list(s) + ref.shape[-3:].as_list())
@@ -188,10 +188,16 @@ def multi_head_attention(query, value, key, kernels, biases, *,
     mask = _check_mask(attention_mask, layer, t, tv)
     lead = list(_shapes.broadcast_batch_shape(query.shape[:-3], s, layer,
                                               query.shape, s))
-    if mask.shape.rank is not None:
-      _shapes.broadcast_batch_shape(mask.shape[:-2], lead + [query.shape[-3]],
-                                    f"{layer} `attention_mask`", mask.shape,
-                                    query.shape)
+    lead.append(query.shape[-3])
+    try:
+      _shapes.broadcast_batch_shape(mask.shape[:-2], lead, layer, mask.shape,
+                                    lead)
+    except ValueError:
+      raise ValueError(
+          f"{layer}: `attention_mask` has leading dims "
+          f"{mask.shape[:-2].as_list()} (shape {mask.shape.as_list()}), which "
+          f"do not broadcast with the output's [*S, N] = {lead} (query shape "
+          f"{query.shape.as_list()}, sample shape {list(s)}).") from None
   if use_causal_mask:
     n_t, n_s = tf.shape(query)[-2], tf.shape(value)[-2]
     causal = tf.linalg.band_part(tf.ones([n_t, n_s], tf.bool), -1, 0)
