@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-prior demo-vi demo-keras demo-uncertainty study-uncertainty bench-vi test test-slow sbc bench bench-hmc clean
+.PHONY: demo demo-prior demo-vi demo-keras demo-uncertainty demo-sequence study-uncertainty bench-vi test test-slow sbc bench bench-hmc clean
 
 $(STAMP): pyproject.toml
 	@echo "Creating $(VENV) and installing jdlayers with its test, demo and arviz extras (once; a few minutes, mostly TensorFlow)..."
@@ -27,6 +27,9 @@ demo-keras: $(STAMP)
 
 demo-uncertainty: $(STAMP)
 	$(BIN)/python examples/uncertainty_demo.py
+
+demo-sequence: $(STAMP)
+	$(BIN)/python examples/sequence_uncertainty.py
 
 # Deterministic, MAP and VI variants on the digits over 5 seeds (~13 min).
 study-uncertainty: $(STAMP)
