@@ -146,14 +146,45 @@ def embedding_lookup(ids, table, *, input_dim: int,
 
 def _flipout(ids: tf.Tensor, table: _perturbed.Perturbed) -> tf.Tensor:
   """`mean[id] + s_out[n] * delta[id] * s_in[n, id]` (the one-hot matmul's
-  Flipout, with signs shared over the positions of a sequence)."""
+  Flipout, with signs shared over the positions of a sequence).
+
+  `s_in[n, id]` is needed only at the ids present, so it is hashed from the
+  seed, the example and the id (`_hashed_signs`) rather than drawn for the
+  whole `[N, input_dim]` one-hot input: O(N T), not O(N input_dim).
+  """
   in_seed, out_seed = tfp.random.split_seed(table.seed)
   pert = _gather(table.delta, ids, 2)                 # [*L, N, T, D]
-  lead_n = tf.shape(pert)[:-2]                        # [*L, N]
-  vocab = tf.shape(table.delta)[-2]
-  s_in = tfp.random.rademacher(tf.concat([lead_n, [vocab, 1]], 0),
-                               pert.dtype, seed=in_seed)
   ids = tf.broadcast_to(ids, tf.shape(pert)[:-1])
-  pert = pert * _gather(s_in, ids, 1)
+  pert = pert * _hashed_signs(ids, in_seed, pert.dtype)[..., tf.newaxis]
   pert = pert * _perturbed.signs(pert, (-2,), out_seed)
   return _gather(table.mean, ids, 2) + pert
+
+
+_MASK = 0xFFFFFFFF
+
+
+def _mix(h: tf.Tensor) -> tf.Tensor:
+  """A 32-bit integer hash (T. Mueller's `hash32`) on int64 holding 32-bit
+  values: the 28-bit multiplier keeps every product below 2**63."""
+  for _ in range(2):
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+    h = tf.bitwise.bitwise_and(h * 0x45D9F3B, _MASK)
+  return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+
+
+def _hashed_signs(ids: tf.Tensor, seed, dtype: tf.DType) -> tf.Tensor:
+  """+-1 per (example, id), the same at every position: `[*L, N, T]`.
+
+  A function of the stateless `seed`, the example's flat index in `[*L, N]`
+  and the id only, so a sequence sees one sign per id.
+  """
+  shape = tf.shape(ids)
+  lead_n = shape[:-1]
+  example = tf.reshape(tf.range(tf.reduce_prod(lead_n), dtype=tf.int64),
+                       tf.concat([lead_n, [1]], 0))
+  seed = tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), _MASK)
+  h = _mix(tf.bitwise.bitwise_xor(seed[0], _mix(tf.bitwise.bitwise_xor(
+      seed[1], _mix(tf.bitwise.bitwise_xor(example, _mix(
+          tf.cast(ids, tf.int64))))))))
+  bit = tf.bitwise.bitwise_and(tf.bitwise.right_shift(h, 13), 1)
+  return tf.cast(1 - 2 * bit, dtype)
