@@ -24,8 +24,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Shards", "check_dataset", "check_shardable", "check_strategy",
-           "num_replicas", "shard"]
+__all__ = ["Shards", "check_arrays", "check_dataset", "check_shardable",
+           "check_strategy", "num_replicas", "shard"]
 
 
 class Shards(collections.namedtuple(
@@ -170,6 +170,24 @@ def shard(x, strategy, where: str = "shard") -> Shards:
 
   values = tf.nest.pack_sequence_as(x, [split(a) for a in padded])
   return Shards(values, split(mask), k, n)
+
+
+def check_arrays(where: str, **arrays) -> None:
+  """Refuses a `tf.data.Dataset` where full-batch arrays are needed.
+
+  Full-batch inference (MCMC) splits the whole `N` across replicas; a
+  dataset's batches cannot be split that way (nor iterated per step).
+
+  Raises:
+    TypeError: Naming the argument that is a dataset.
+  """
+  for name, value in arrays.items():
+    if isinstance(value, tf.data.Dataset):
+      raise TypeError(
+          f"{where}: `{name}` is a tf.data.Dataset ({value.element_spec}); "
+          "full-batch sampling needs the whole array [N, ...], which the "
+          "strategy splits along N itself. Collect it first, e.g. "
+          f"np.concatenate([b for b in {name}_dataset.as_numpy_iterator()]).")
 
 
 def check_dataset(dataset, strategy, where: str,

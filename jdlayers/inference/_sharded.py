@@ -54,6 +54,13 @@ class ShardedPosterior:
     self.bijectors = posterior.bijectors
     self.cache_key = ("strategy", id(strategy), strategy.num_replicas_in_sync,
                       mode, bool(jit_compile))
+    # With every replica on this host (MirroredStrategy), the terms are
+    # combined in the loop's graph, in replica order, like TF's
+    # ReductionToOneDevice: no collective ops, whose keys two strategies in
+    # one process would share (TF gives every MirroredStrategy the same
+    # group key). Across hosts the replicas' collectives combine them.
+    self._local = (len(strategy.extended.worker_devices)
+                   == strategy.num_replicas_in_sync)
     body = self._shard_terms if mode == "data" else self._chain_terms
     self._replica_terms = tf.function(body, jit_compile=jit_compile,
                                       autograph=False)
@@ -88,16 +95,18 @@ class ShardedPosterior:
     return [lp] + list(grads)
 
   def _data_step(self, parts, x, y, mask):
-    ctx = tf.distribute.get_replica_context()
     out = self._replica_terms(parts, x, y, mask)
+    if self._local:
+      return out
+    ctx = tf.distribute.get_replica_context()
     return ctx.all_reduce(tf.distribute.ReduceOp.SUM, out)
 
   def _chain_step(self, parts, x, y):
     ctx = tf.distribute.get_replica_context()
     per = parts[0].shape[0] // self.strategy.num_replicas_in_sync
     start = ctx.replica_id_in_sync_group * per
-    mine = [p[start:start + per] for p in parts]
-    return ctx.all_gather(self._replica_terms(mine, x, y), axis=0)
+    out = self._replica_terms([p[start:start + per] for p in parts], x, y)
+    return out if self._local else ctx.all_gather(out, axis=0)
 
   def evaluate(self, parts: List[tf.Tensor], x, y):
     """`(value, gradients)`: the distributed term and its gradient per part.
@@ -109,8 +118,13 @@ class ShardedPosterior:
       out = self.strategy.run(self._data_step, args=(parts, x, y, mask))
     else:
       out = self.strategy.run(self._chain_step, args=(parts, x, y))
-    # All-reduced / all-gathered: every replica holds the same values.
-    out = [self.strategy.experimental_local_results(o)[0] for o in out]
+    local = [self.strategy.experimental_local_results(o) for o in out]
+    if not self._local:  # all-reduced / all-gathered: any replica's copy
+      out = [r[0] for r in local]
+    elif self.mode == "data":
+      out = [tf.add_n(list(r)) for r in local]
+    else:
+      out = [tf.concat(list(r), axis=0) for r in local]
     return out[0], out[1:]
 
 

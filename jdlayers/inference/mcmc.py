@@ -177,6 +177,7 @@ def sample(model, x, y, *, num_chains: int = 4, num_results: int = 1000,
       init_scale=init_scale, seed=seed, jit_compile=jit_compile,
       progress=progress, callback=callback)
   _distribute.check_strategy(strategy, "mcmc.sample")
+  _distribute.check_arrays(x=x, y=y, where="mcmc.sample")
   if isinstance(num_chains, numbers.Integral):
     _sharded.check_mode(shard, num_chains, strategy, "mcmc.sample")
   posterior = model.posterior(x, y)
