@@ -17,103 +17,21 @@ at 1, the identity, and shrinks towards it), and `beta` and `tau` as biases
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import Optional
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from jdlayers import _registry
 from jdlayers import ops
 from jdlayers import priors as priors_lib
 from jdlayers.layers import _base
+from jdlayers.layers._norm_base import (NormConfig, check_epsilon,
+                                        check_rank, scale_offset_model)
 from jdlayers.layers.affine import _float_dtype
 
-tfd = tfp.distributions
-tfb = tfp.bijectors
-Root = tfd.JointDistributionCoroutine.Root
-
-
-@dataclasses.dataclass(frozen=True)
-class NormConfig:
-  """Static configuration of a normalisation layer."""
-  desc: str
-  features: int
-  epsilon: float
-  rank: int
-  data_format: str = "channels_last"
-  dtype: tf.DType = tf.float32
-  center: bool = True
-  scale: bool = True
-
-
-def _epsilon(value, desc: str) -> float:
-  if (not isinstance(value, numbers.Real) or isinstance(value, bool)
-      or not value > 0):
-    raise ValueError(f"{desc}: `epsilon` must be a number > 0; got "
-                     f"{value!r}.")
-  return float(value)
-
-
-def _rank(value, low: int, high: int, desc: str) -> int:
-  if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
-      or not low <= value <= high):
-    raise ValueError(f"{desc}: `rank` must be an integer in [{low}, {high}]; "
-                     f"got {value!r}.")
-  return int(value)
-
-
-def _shift_gamma(d, dtype: tf.DType):
-  """The component `d` shifted by 1 if it is `gamma` (Root kept)."""
-  root = isinstance(d, Root)
-  inner = d.distribution if root else d
-  if inner.name != "gamma":
-    return d
-  inner = tfd.TransformedDistribution(
-      inner, tfb.Shift(tf.constant(1., dtype)), name="gamma")
-  return Root(inner) if root else inner
-
-
-def scale_offset_model(prior: priors_lib.Prior, features: int,
-                       dtype: tf.DType, *, scale: bool = True,
-                       center: bool = True, tau: bool = False):
-  """Coroutine model of `gamma` (`prior` on `gamma - 1`), `beta`, `tau`.
-
-  Args:
-    prior: A `jdl.priors` prior; its kernel part gives `gamma - 1`, its
-      bias part `beta` and `tau` (thresholds act as biases).
-    features: Size `F` of each parameter.
-    dtype: Floating dtype.
-    scale, center, tau: Which of `gamma`, `beta`, `tau` to include.
-
-  Returns:
-    A zero-argument model for `tfd.JointDistributionCoroutine`.
-  """
-  spec = priors_lib.ParamSpec(
-      kernel_name="gamma", kernel_shape=(features,),
-      bias_shape=(features,) if center else None, out_axis=0, fan_in=1,
-      fan_out=1, dtype=dtype, bias_name="beta")
-
-  def bias_like(name):
-    return Root(priors_lib.with_support(
-        prior.bias_dist(spec), prior.bias_support(spec), [features],
-        name=name))
-
-  def model_fn():
-    if scale:
-      gen, value = prior.model(spec)(), None
-      while True:
-        try:
-          d = gen.send(value)
-        except StopIteration:
-          break
-        value = yield _shift_gamma(d, dtype)
-    elif center:
-      yield bias_like("beta")
-    if tau:
-      yield bias_like("tau")
-
-  return model_fn
+__all__ = ["FilterResponseNorm", "FilterResponseNormLayer", "FixedLayerNorm",
+           "FixedLayerNormLayer", "LayerNorm", "LayerNormLayer",
+           "NormConfig"]
 
 
 class LayerNormLayer(_base.SampledLayer):
@@ -131,10 +49,19 @@ class LayerNormLayer(_base.SampledLayer):
     return [self._params[n] for n in ("gamma", "beta") if n in self._params]
 
   def __call__(self, x):
-    """Normalises `x` `[*B, N, *inner, features]` over its last axis.
+    """Normalises `x` over its last axis, then scales and shifts.
+
+    Args:
+      x: `[*B, N, *inner, features]` with `len(inner) == rank`; `B`
+        broadcasts against the sample shape `S`.
 
     Returns:
       `[*broadcast(B, S), N, *inner, features]`.
+
+    Raises:
+      TypeError: For a non-floating input or another float dtype.
+      ValueError: For rank < `rank + 2`, a last axis other than `features`,
+        or `B` that does not broadcast with `S`.
     """
     c = self._config
     return ops.layer_norm(x, self._params.get("gamma"),
@@ -225,8 +152,8 @@ def _ln_config(cls: str, features, dtype, epsilon, center, scale,
   features = ops.positive_int(features, "features", cls)
   desc = f"{cls}(features={features})"
   return NormConfig(desc=desc, features=features,
-                    epsilon=_epsilon(epsilon, desc),
-                    rank=_rank(rank, 0, 8, desc),
+                    epsilon=check_epsilon(epsilon, desc),
+                    rank=check_rank(rank, 0, 8, desc),
                     dtype=_float_dtype(dtype, desc), center=bool(center),
                     scale=bool(scale))
 
@@ -237,7 +164,17 @@ class FixedLayerNormLayer(_base.StaticSampledLayer):
   __slots__ = ()
 
   def __call__(self, x):
-    """Normalises `x` `[..., N, *inner, features]` over its last axis."""
+    """Normalises `x` over its last axis (as `LayerNormLayer`, scale 1).
+
+    Args:
+      x: `[..., N, *inner, features]`.
+
+    Returns:
+      The same shape.
+
+    Raises:
+      TypeError, ValueError: As `LayerNormLayer.__call__`.
+    """
     c = self._config
     one = tf.ones([c.features], c.dtype)
     beta = tf.zeros([c.features], c.dtype) if c.center else None
@@ -305,6 +242,11 @@ class FilterResponseNormLayer(_base.SampledLayer):
 
     Returns:
       The same core shape, leading dims `broadcast(B, S)`.
+
+    Raises:
+      TypeError: For a non-floating input or another float dtype.
+      ValueError: For rank < `rank + 2`, a channel axis other than
+        `channels`, or `B` that does not broadcast with `S`.
     """
     c, p = self._config, self._params
     return ops.filter_response_norm(
@@ -368,8 +310,8 @@ class FilterResponseNorm(_base.LayerDistribution):
     channels = ops.positive_int(channels, "channels", cls)
     desc = f"{cls}(channels={channels})"
     config = NormConfig(
-        desc=desc, features=channels, epsilon=_epsilon(epsilon, desc),
-        rank=_rank(rank, 1, 3, desc),
+        desc=desc, features=channels, epsilon=check_epsilon(epsilon, desc),
+        rank=check_rank(rank, 1, 3, desc),
         data_format=ops.normalize_data_format(data_format, desc),
         dtype=_float_dtype(dtype, desc))
     prior = priors_lib.normal() if prior is None else prior
