@@ -38,7 +38,7 @@ import tensorflow_probability as tfp
 
 from jdlayers import _validate
 from jdlayers.inference import vi
-from jdlayers.inference.vi import _estimators
+from jdlayers.inference.vi import _estimators, _replicas
 
 _SEED_KEY = "seed_state"
 _MASK = 0x7FFFFFFF
@@ -182,8 +182,16 @@ class VariationalLayer(keras.layers.Layer):
   # -- computation ---------------------------------------------------------
   def _next_seed(self) -> tf.Tensor:
     state = self.seed_generator.next()
-    return tf.cast(tf.bitwise.bitwise_and(state, tf.constant(
+    seed = tf.cast(tf.bitwise.bitwise_and(state, tf.constant(
         _MASK, state.dtype)), tf.int32)
+    # Under a tf.distribute strategy every replica reads the same mirrored
+    # state: fold in the replica id (vi.fit's rule), so replicas draw
+    # distinct noise; with one replica the stream is the single-device one.
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None:  # cross-replica context: one call for all replicas
+      return seed
+    return _replicas.replica_seed(seed, ctx.replica_id_in_sync_group,
+                                  ctx.num_replicas_in_sync)
 
   def call(self, inputs, training=None):
     """Applies the layer with one weight draw; adds the scaled KL.
