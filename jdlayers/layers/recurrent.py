@@ -270,7 +270,10 @@ class LSTM(Recurrent):
     zero_output_for_mask: Zeros as the output of masked steps.
     unit_forget_bias: The prior of the forget-gate biases is centred at 1
       (Keras' initialisation, here a prior mean: `Normal(1, bias_scale)`
-      for the default prior); the other biases stay centred at 0.
+      for the default prior); the other biases stay centred at 0. The
+      shift is part of the bias' support, so MCMC and VI start it at Keras'
+      initial value 1; `jdl.vi` then estimates the bias' KL term by Monte
+      Carlo (pass False for a bias prior centred at 0 with an exact KL).
     prior: A `jdlayers.priors.Prior` for each kernel and the bias (default
       `priors.normal(1.0)`, i.i.d. `Normal(0, 1)`, as `jdl.Affine`); a
       hierarchical prior gets its own latents per kernel (e.g.
