@@ -99,6 +99,16 @@ def test_graph_and_xla_equal_eager(cross):
     g = tf.function(lambda layer, x: layer(x, **kw), jit_compile=jit)
     np.testing.assert_allclose(g(f, x), eager, rtol=1e-5, atol=1e-5)
 
+  def grads(layer, x):
+    with tf.GradientTape() as tape:
+      tape.watch(tf.nest.flatten(layer))
+      loss = tf.reduce_sum(tf.sin(layer(x, **kw)))
+    return tape.gradient(loss, tf.nest.flatten(layer))
+
+  xla = tf.function(grads, jit_compile=True)(f, x)
+  for a, b in zip(xla, grads(f, x)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
 
 @settings(deadline=None, max_examples=5)
 @given(jdt.attention_configs())
@@ -345,6 +355,17 @@ def test_flipout_moments_equal_reparameterization():
     outs[est] = np.asarray(f(x, val))
   a, b = outs["reparam"], outs["flipout"]
   _two_sample_moments(a, b, z=5.5)
+
+
+def test_vi_fit_with_flipout_runs():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(16, 3, 2)).astype(np.float32)
+  y = x.sum(axis=(1, 2))[:, None].astype(np.float32)
+  q = vi.fit(_tiny_model(), x, y, estimator="flipout", epochs=3,
+             batch_size=8, learning_rate=0.01, seed=0, progress=False,
+             jit_compile=False)
+  assert np.all(np.isfinite(q.history.loss)) and len(q.history.loss) == 3
+  assert q.history.loss[-1] != q.history.loss[0]
 
 
 def _two_sample_moments(a, b, z):
