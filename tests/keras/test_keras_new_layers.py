@@ -318,7 +318,7 @@ def test_errors_are_early_and_named():
     layer(np.ones([2, 3, 5], "float32"))
 
 
-@pytest.mark.slow  # ~11 CPU-s of XLA compilation for the tiniest model
+@pytest.mark.slow  # ~35 CPU-s: XLA compiles every new layer (and flipout)
 def test_training_step_compiles_under_xla():
   x, y = _data(n=8)
   model = _model(8, jit_compile=True)
