@@ -1,8 +1,9 @@
 """Keras 3 variational layers built on `jdlayers.vi` (`jdlayers.keras`).
 
-`Dense`, `Conv1D/2D/3D` and `Conv1D/2D/3DTranspose` take Keras' arguments
-and defaults; `Variational` wraps any jdlayers layer or network
-distribution. Each call samples weights from a trainable posterior with
+`Dense`, `Conv1D/2D/3D`, `Conv1D/2D/3DTranspose`, `Embedding`, `LSTM`,
+`GRU`, `LayerNormalization` and `MultiHeadAttention` take Keras' arguments
+and defaults (and Keras masks); `Variational` wraps any jdlayers layer or
+network distribution. Each call samples weights from a trainable posterior with
 the chosen estimator ("flipout" by default) and adds the layer's KL term
 with `add_loss`, so `model.compile(...)` / `model.fit(...)` trains a
 Bayesian network and `model.save` / `keras.models.load_model` round-trip.
