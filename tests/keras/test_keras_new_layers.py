@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+import jdlayers as jdl
 from jdlayers import keras as jdk
 from jdlayers.inference import vi
 
@@ -234,6 +235,24 @@ def test_added_loss_is_the_scaled_kl():
   # Normal surrogate, normal prior: the KL is analytic (no draw in it).
   want = 0.5 * layer.surrogate.kl_divergence(seed=1) / 50
   np.testing.assert_allclose(loss, want, rtol=1e-6)
+
+
+def test_priors_and_hooks_are_saved_in_the_config():
+  x = _rng(18).normal(size=(3, 4, 2)).astype("float32")
+  layer = jdk.GRU(3, prior=jdl.priors.normal(0.5), posterior_fns=PM,
+                  divergence_fns={"bias": jdk.mc_divergence_fn}, seed=4)
+  config = layer.get_config()
+  copy = jdk.GRU.from_config(config)
+  assert copy.get_config() == config
+  layer(x)
+  copy(x)  # same seed, same prior and builders: the same initial values
+  for a, b in zip(layer.get_weights(), copy.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  # A hierarchical prior gets its own latents per kernel.
+  lstm = jdk.LSTM(2, prior=jdl.priors.horseshoe(), seed=0)
+  lstm(x)
+  assert "recurrent_kernel_global_scale" in lstm.surrogate.part_names
+  assert np.isfinite(lstm.losses[0])
 
 
 def _data(n=48, seed=0):
