@@ -6,9 +6,10 @@ counted twice). Every replica draws its own weight noise (the step's seed
 folded with its replica id), evaluates its shard's share of the loss,
 `sum_shard(nll) / global_count + (KL / N) / replicas`, so that the sum over
 replicas is the single-device loss of the global batch with the KL counted
-once, and hands its gradient to the Keras optimizer, which sums the
-replicas' gradients (an all-reduce) and applies one update to the mirrored
-surrogate variables.
+once. The replicas' terms and gradients are summed (in the step's graph on
+one host, by an all-reduce across hosts) and the Keras optimizer applies
+one update, in the cross-replica context, to the surrogate variables
+mirrored under `strategy.scope()`.
 """
 
 from __future__ import annotations
@@ -144,9 +145,15 @@ def runner(strategy, step_terms: Callable, optimizer, variables,
     bad_grads [V])` on a block's host tensors, as `vi.fit`'s `run`.
   """
   replicas = strategy.num_replicas_in_sync
+  # With every replica on this host (MirroredStrategy), the replicas' terms
+  # and gradients are summed in the loop's graph in replica order (as TF's
+  # ReductionToOneDevice): no collective ops, whose keys two strategies in
+  # one process would share. Across hosts, the replicas all-reduce them.
+  local = len(strategy.extended.worker_devices) == replicas
   if jit_compile:
     step_terms = tf.function(step_terms, jit_compile=True, autograph=False,
                              reduce_retracing=True)
+  unconnected = []  # the variables without a gradient (as traced)
 
   def loop(xs, ys, masks, pads, kl_weights, totals, step0):
     num = tf.shape(kl_weights)[0]
@@ -161,18 +168,24 @@ def runner(strategy, step_terms: Callable, optimizer, variables,
         row, grads = step_terms(
             x[:, i], y[:, i], mask[:, i] * tf.cast(pad, mask.dtype),
             kl_weights[i], seed, totals[i], replicas)
-        flags = tf.stack([
-            tf.zeros([], dtype) if g is None else
-            tf.cast(~tf.reduce_all(tf.math.is_finite(g)), dtype)
-            for g in grads])
-        optimizer.apply_gradients(zip(grads, variables))  # sums the grads
-        return row, flags
+        unconnected[:] = [g is None for g in grads]
+        terms = [row] + [tf.zeros_like(v) if g is None else g
+                         for g, v in zip(grads, variables)]
+        return terms if local else ctx.all_reduce(
+            tf.distribute.ReduceOp.SUM, terms)
 
-      row, flags = strategy.run(replica_step, args=(xs, ys, masks, pads))
-      row, flags = (strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                    for v in (row, flags))
-      bad_grads = flags > 0
+      terms = strategy.run(replica_step, args=(xs, ys, masks, pads))
+      terms = [strategy.experimental_local_results(t) for t in terms]
+      # All-reduced across hosts: any replica's copy is the sum.
+      row, *grads = [tf.add_n(list(t)) if local else t[0] for t in terms]
+      grads = [None if u else g for u, g in zip(unconnected, grads)]
+      bad_grads = tf.stack([
+          tf.constant(False) if g is None else
+          ~tf.reduce_all(tf.math.is_finite(g)) for g in grads])
       ok = tf.reduce_all(tf.math.is_finite(row)) & ~tf.reduce_any(bad_grads)
+      # One update of the mirrored variables by the summed gradient, in
+      # the cross-replica context (the strategy's `extended.update`).
+      optimizer.apply_gradients(zip(grads, variables))
       return i + 1, ~ok, out.write(i, row), bad_grads
 
     ta = tf.TensorArray(dtype, size=num, element_shape=[3])
@@ -185,7 +198,5 @@ def runner(strategy, step_terms: Callable, optimizer, variables,
   loop = tf.function(loop, autograph=False, reduce_retracing=True)
 
   def run(xs, ys, masks, kl_weights, step0):
-    parts = split_block((xs, ys, masks, kl_weights), strategy)
-    with strategy.scope():
-      return loop(*parts, step0)
+    return loop(*split_block((xs, ys, masks, kl_weights), strategy), step0)
   return run
