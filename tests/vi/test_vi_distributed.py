@@ -22,15 +22,14 @@ every fit; the tests check what it recorded:
 import numpy as np
 import pytest
 
-from tests.vi._vi_distributed_testlib import run_with_devices
+from tests.inference import _distributed_testlib as dtl
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 _SCRIPT = """
 import keras
-import numpy as np
-import jdlayers as jdl
 from jdlayers.layers._base import stateless_seed
+RESULT = {}
 
 def strategy(r):
   return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(r)])
@@ -124,12 +123,13 @@ except FloatingPointError as e:
 RESULT["diverged_finite"] = all(
     bool(np.isfinite(v.numpy()).all()) for v in q.trainable_variables)
 RESULT["diverged_iterations"] = int(opt.iterations.numpy())
+emit(**RESULT)
 """
 
 
 @pytest.fixture(scope="module")
 def result():
-  return run_with_devices(_SCRIPT, devices=4)
+  return dtl.run_snippet(_SCRIPT, num_devices=4, timeout=400)
 
 
 def _same(a, b, rtol=1e-5):
@@ -189,3 +189,37 @@ def test_divergence_under_a_strategy_keeps_the_last_finite_state(result):
       result["diverged"], result["diverged"]
   assert result["diverged_finite"]
   assert result["diverged_iterations"] == 10
+
+
+# Two workers of one replica each, or one process with two logical CPUs:
+# the same 2 replicas, seeds and shards; only the sum's transport differs.
+_WORKER = """
+# First: a multi-worker strategy configures TF's collectives at startup.
+if "TF_CONFIG" in os.environ:
+  s = tf.distribute.MultiWorkerMirroredStrategy()
+else:
+  s = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.default_rng(0)
+X = rng.normal(size=(23, 2)).astype(np.float32)
+Y = (X[:, :1] - X[:, 1:]).astype(np.float32)
+model = jdl.models.Model(
+    jdl.Sequential(jdl.Affine(4, 2, activation="tanh"), jdl.Affine(1, 4)),
+    jdl.models.Normal(scale=0.5))
+q = jdl.vi.fit(model, X, Y, epochs=2, batch_size=7, seed=3, strategy=s,
+               estimator="reparam", progress=False, learning_rate=1e-2)
+emit(loss=q.history.step_loss,
+     params=[v.numpy().ravel().tolist() for v in q.trainable_variables])
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_train_as_two_local_replicas():
+  # ~35 s on the loaded 2-core box (two TF processes start and connect).
+  workers = dtl.run_workers(_WORKER, 2, timeout=300)
+  local = dtl.run_snippet(_WORKER, num_devices=2, timeout=300)
+  assert workers[0] == workers[1]  # every worker holds the same surrogate
+  # The same noise: only the order of the 2-term sums may differ (rtol as
+  # in the module docstring).
+  np.testing.assert_allclose(workers[0]["loss"], local["loss"], rtol=1e-5)
+  for a, b in zip(workers[0]["params"], local["params"]):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
