@@ -47,7 +47,8 @@ class MultiHeadAttentionLayer(_base.SampledLayer):
 
   def __call__(self, query, value=None, key=None, attention_mask=None,
                return_attention_scores: bool = False,
-               use_causal_mask: bool = False):
+               use_causal_mask: bool = False, *, query_mask=None,
+               value_mask=None, key_mask=None):
     """Applies the layer (self-attention when only `query` is given).
 
     Args:
@@ -58,6 +59,12 @@ class MultiHeadAttentionLayer(_base.SampledLayer):
         broadcast): True where a query position may attend to a key.
       return_attention_scores: Also return the attention probabilities.
       use_causal_mask: Mask keys after each query position (decoders).
+      query_mask: Optional `[..., N, T]` padding mask (Keras' implicit
+        mask of the query): a False position attends to nothing and gets
+        uniform weights, as in Keras.
+      value_mask: Optional `[..., N, Tv]` padding mask of the value.
+      key_mask: Optional `[..., N, Tv]` padding mask of the key. All given
+        masks are combined by AND, as Keras does.
 
     Returns:
       `[*broadcast(B, S), N, T, out]`, and with `return_attention_scores`
@@ -88,7 +95,8 @@ class MultiHeadAttentionLayer(_base.SampledLayer):
         query, value, key, [p[f"{n}_kernel"] for n in PROJECTIONS],
         [p.get(f"{n}_bias") for n in PROJECTIONS],
         attention_mask=attention_mask, use_causal_mask=use_causal_mask,
-        layer=self._config.desc)
+        query_mask=query_mask, value_mask=value_mask, key_mask=key_mask,
+        layer=c.desc)
     return (y, scores) if return_attention_scores else y
 
   def keras_weights(self):

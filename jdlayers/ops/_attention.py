@@ -101,28 +101,61 @@ def _check(x, dtype, layer: str, arg: str, dim: int) -> tf.Tensor:
   return x
 
 
-def _check_mask(mask, layer: str, t, tv) -> tf.Tensor:
+def _check_mask(mask, layer: str, arg: str, want: Sequence,
+                names: str) -> tf.Tensor:
+  """`mask` as a bool tensor whose last dims are `want` (or 1).
+
+  Args:
+    mask: Boolean or numeric (non-zero attends, as Keras) array-like.
+    layer: Layer description for messages.
+    arg: The argument's name, e.g. "attention_mask".
+    want: Expected static sizes of the last dims (None: any).
+    names: Their names, e.g. "T, Tv".
+  """
   mask = tf.convert_to_tensor(mask)
   if mask.dtype != tf.bool:
     if not (mask.dtype.is_integer or mask.dtype.is_floating):
-      raise TypeError(f"{layer}: `attention_mask` must be boolean (True = "
-                      f"attend) or numeric; got dtype {mask.dtype.name}.")
-    mask = tf.cast(mask, tf.bool)  # As Keras: non-zero attends.
-  shape = mask.shape
+      raise TypeError(f"{layer}: `{arg}` must be boolean (True = attend) or "
+                      f"numeric; got dtype {mask.dtype.name}.")
+    mask = tf.cast(mask, tf.bool)
+  shape, k = mask.shape, len(want)
   if shape.rank is not None:
-    bad = shape.rank < 2
-    for got, want in zip(shape[-2:] if shape.rank >= 2 else (), (t, tv)):
-      bad = bad or (got is not None and want is not None and
-                    got not in (1, want))
+    bad = shape.rank < k or any(
+        g is not None and w is not None and g not in (1, w)
+        for g, w in zip(shape[shape.rank - k:], want))
     if bad:
-      raise ValueError(f"{layer}: `attention_mask` must be [..., N, T, Tv] "
-                       f"= [..., N, {t}, {tv}] (leading dims broadcast); got "
+      sizes = ", ".join(str(w) for w in want)
+      raise ValueError(f"{layer}: `{arg}` must be [..., N, {names}] = "
+                       f"[..., N, {sizes}] (leading dims broadcast); got "
                        f"shape {shape.as_list()}.")
+  return mask
+
+
+def _combined_mask(layer, t, tv, attention_mask, query_mask, value_mask,
+                   key_mask):
+  """AND of the given masks as `[..., T, Tv]` (as Keras merges them), or
+  None."""
+  parts = []
+  if attention_mask is not None:
+    parts.append(_check_mask(attention_mask, layer, "attention_mask",
+                             (t, tv), "T, Tv"))
+  if query_mask is not None:
+    parts.append(_check_mask(query_mask, layer, "query_mask", (t,),
+                             "T")[..., :, tf.newaxis])
+  for arg, m in (("value_mask", value_mask), ("key_mask", key_mask)):
+    if m is not None:
+      parts.append(_check_mask(m, layer, arg, (tv,), "Tv")[..., tf.newaxis, :])
+  if not parts:
+    return None
+  mask = parts[0]
+  for part in parts[1:]:
+    mask = tf.logical_and(mask, part)
   return mask
 
 
 def multi_head_attention(query, value, key, kernels, biases, *,
                          attention_mask=None, use_causal_mask: bool = False,
+                         query_mask=None, value_mask=None, key_mask=None,
                          layer: str = "MultiHeadAttention"):
   """Keras 3 multi-head attention for `S` sampled weight sets at once.
 
@@ -138,6 +171,10 @@ def multi_head_attention(query, value, key, kernels, biases, *,
     attention_mask: Optional `[..., N, T, Tv]` (leading dims broadcast),
       True (non-zero) where a query may attend to a key.
     use_causal_mask: Also mask keys after the query's position.
+    query_mask: Optional `[..., N, T]` padding mask of the query; a False
+      position attends to nothing (uniform weights, as Keras).
+    value_mask: Optional `[..., N, Tv]` padding mask of the value.
+    key_mask: Optional `[..., N, Tv]` padding mask of the key.
     layer: Layer description for error messages.
 
   Returns:
@@ -183,9 +220,9 @@ def multi_head_attention(query, value, key, kernels, biases, *,
                                   f"{layer} `{name}` vs `query`", x.shape,
                                   query.shape)
   t = query.shape[-2]
-  mask = None
-  if attention_mask is not None:
-    mask = _check_mask(attention_mask, layer, t, tv)
+  mask = _combined_mask(layer, t, tv, attention_mask, query_mask, value_mask,
+                        key_mask)
+  if mask is not None:
     lead = list(_shapes.broadcast_batch_shape(query.shape[:-3], s, layer,
                                               query.shape, s))
     lead.append(query.shape[-3])
@@ -194,7 +231,7 @@ def multi_head_attention(query, value, key, kernels, biases, *,
                                     lead)
     except ValueError:
       raise ValueError(
-          f"{layer}: `attention_mask` has leading dims "
+          f"{layer}: the attention mask has leading dims "
           f"{mask.shape[:-2].as_list()} (shape {mask.shape.as_list()}), which "
           f"do not broadcast with the output's [*S, N] = {lead} (query shape "
           f"{query.shape.as_list()}, sample shape {list(s)}).") from None

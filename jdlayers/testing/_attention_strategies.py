@@ -38,25 +38,38 @@ class AttentionCase(_st.LayerCase):
     attention_mask: Boolean `[..., N, T, Tv]` (leading dims broadcast), or
       None.
     use_causal_mask: Whether to call with a causal mask.
+    query_mask: Boolean `[*B, N, T]` padding mask of the query, or None.
+    value_mask: Boolean `[*B, N, Tv]` padding mask of the value, or None.
+    key_mask: Boolean `[*B, N, Tv]` padding mask of the key, or None.
   """
   value: Optional[np.ndarray] = None
   key: Optional[np.ndarray] = None
   attention_mask: Optional[np.ndarray] = None
   use_causal_mask: bool = False
+  query_mask: Optional[np.ndarray] = None
+  value_mask: Optional[np.ndarray] = None
+  key_mask: Optional[np.ndarray] = None
 
   @property
   def call_kwargs(self) -> Dict[str, Any]:
     """Keyword arguments of the sampled layer's call besides the query."""
     return dict(value=self.value, key=self.key,
                 attention_mask=self.attention_mask,
-                use_causal_mask=self.use_causal_mask)
+                use_causal_mask=self.use_causal_mask,
+                query_mask=self.query_mask, value_mask=self.value_mask,
+                key_mask=self.key_mask)
+
+  @property
+  def _pads(self):
+    return (self.query_mask, self.value_mask, self.key_mask)
 
   def __repr__(self) -> str:
     shape = lambda a: None if a is None else list(a.shape)
     return (f"AttentionCase({self.kwargs}, S={self.sample_shape}, "
             f"query={list(self.x.shape)}, value={shape(self.value)}, "
             f"key={shape(self.key)}, mask={shape(self.attention_mask)}, "
-            f"causal={self.use_causal_mask}, dtype={self.dtype.name}, "
+            f"causal={self.use_causal_mask}, padding masks (q, v, k)="
+            f"{[shape(m) for m in self._pads]}, dtype={self.dtype.name}, "
             f"out={list(self.output_shape)})")
 
 
@@ -70,15 +83,17 @@ def attention_configs(draw, dtype: Optional[tf.DType] = None,
   Covers 1-3 heads, key/value head sizes 1-4, optional `output_dim`, with
   and without bias, self-attention (only a query) and cross-attention
   (a value of another length and width, and a separate key half of the
-  time), boolean masks `[N, T, Tv]`, `[T, Tv]` or `[*B, N, T, Tv]`, and
-  causal masks. Sizes are small (T, Tv <= 4, N <= 3).
+  time), boolean masks `[N, T, Tv]`, `[T, Tv]` or `[*B, N, T, Tv]` with
+  padding masks of the query, value and key, and causal masks. Sizes are
+  small (T, Tv <= 4, N <= 3).
 
   Args:
     draw: Supplied by hypothesis; do not pass.
     dtype: Fix the dtype (default: drawn from `dtypes()`).
     sample_shape: Fix `S` (default: drawn from `sample_shapes()`).
     cross: Fix cross- (True) or self-attention (False); default drawn.
-    masked: Fix whether an `attention_mask` is drawn; default drawn.
+    masked: Fix whether masks (an `attention_mask`, each padding mask
+      half of the time) are drawn; default drawn.
 
   Returns:
     A strategy of `AttentionCase` with `kind="attention"`; call the sample
@@ -131,11 +146,16 @@ def attention_configs(draw, dtype: Optional[tf.DType] = None,
     value = rng.standard_normal(b + (n, tv, value_in)).astype(npdt)
     if separate_key:
       key = rng.standard_normal(b + (n, tv, key_in)).astype(npdt)
+  pads = {}
   if masked:
     lead = draw(st.sampled_from(((n,), (), b + (n,))))
     mask = rng.uniform(size=lead + (t, tv)) < 0.7
+    for arg, length in (("query_mask", t), ("value_mask", tv),
+                        ("key_mask", tv)):
+      if draw(st.booleans()):
+        pads[arg] = rng.uniform(size=b + (n, length)) < 0.7
   out = kwargs.get("output_dim", input_dim)
   out_shape = tuple(np.broadcast_shapes(b, s)) + (n, t, out)
   return AttentionCase("attention", dist, x, s, b, out_shape, kwargs, dtype,
                        seed, value=value, key=key, attention_mask=mask,
-                       use_causal_mask=draw(st.booleans()))
+                       use_causal_mask=draw(st.booleans()), **pads)

@@ -44,12 +44,20 @@ def _keras_reference(case, f):
              for w in map(np.asarray, f.keras_weights())]
   kl(q[(0,) * len(lead)], v[(0,) * len(lead)],
      key=None if k is None else k[(0,) * len(lead)])
+  qm, vm, km = (full(m) for m in (case.query_mask, case.value_mask,
+                                   case.key_mask))
   outs = []
   for idx in np.ndindex(*lead):
     kl.set_weights([w[idx] for w in weights])
+    query = tf.constant(q[idx])
+    if qm is not None:
+      # Keras reads the query's padding mask from the tensor only.
+      keras.src.backend.set_keras_mask(query, tf.constant(qm[idx]))
     outs.append(np.asarray(kl(
-        q[idx], v[idx], key=None if k is None else k[idx],
+        query, v[idx], key=None if k is None else k[idx],
         attention_mask=None if mask is None else mask[idx],
+        value_mask=None if vm is None else vm[idx],
+        key_mask=None if km is None else km[idx],
         use_causal_mask=case.use_causal_mask)))
   return np.stack(outs).reshape(lead + outs[0].shape)
 
@@ -285,7 +293,7 @@ def test_bad_inputs_name_the_layer_argument_and_shapes():
   with pytest.raises(ValueError, match=r"`attention_mask` must be \[..., N, "
                      r"T, Tv\] = \[..., N, 6, 7\].*got shape \[6, 6\]"):
     f(q, v, attention_mask=tf.ones([6, 6], tf.bool))
-  with pytest.raises(ValueError, match=r"`attention_mask` has leading dims "
+  with pytest.raises(ValueError, match=r"the attention mask has leading dims "
                      r"\[4\] \(shape \[4, 6, 7\]\), which do not broadcast "
                      r"with the output's \[\*S, N\] = \[2, 3\]"):
     f(q, v, attention_mask=tf.ones([4, 6, 7], tf.bool))
