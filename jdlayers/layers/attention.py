@@ -128,6 +128,8 @@ class MultiHeadAttention(_base.LayerDistribution):
   `jdl.priors` prior works through `prior=`; hierarchical ones (horseshoe)
   give each projection its own latents (`query_global_scale`, ...) and
   shrink per head (`out_axis` is the head axis of the q/k/v kernels).
+  `key_bias` (kept for Keras' layout) never changes the output: the
+  softmax is shift-invariant per query, so its posterior is its prior.
 
   Args:
     num_heads: Number of heads `H`.
