@@ -15,6 +15,8 @@ Rows:
                          `kernel_divergence_fn` and `bias_divergence_fn`
   jdlk-flipout           `jdlayers.keras` layers under Keras 3 `model.fit`
                          (when the module exists)
+  jdlk-flipout-spe       the same with `compile(steps_per_execution=22)`
+                         (one compiled call per epoch)
   jdl-*-xla+philox       experiment: the -xla row with TF's stateless
                          samplers defaulting to `alg="philox"` (a proposed
                          change, simulated by patching `tf.random`)
@@ -175,7 +177,7 @@ def have_jdl_keras() -> bool:
     return False
 
 
-def run_jdl_keras(data, estimator, epochs, seed):
+def run_jdl_keras(data, estimator, epochs, seed, steps_per_execution=1):
   import keras  # pylint: disable=g-import-not-at-top
   from jdlayers import keras as jdk  # pylint: disable=g-import-not-at-top
   x_tr, y_tr, x_te, y_te = data
@@ -193,7 +195,8 @@ def run_jdl_keras(data, estimator, epochs, seed):
       keras.layers.Flatten(),
       jdk.Dense(10, seed=seed + 3, **kw)])
   model.compile(keras.optimizers.Adam(LR),
-                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                steps_per_execution=steps_per_execution)
   timer = _EpochTimer(keras.callbacks.Callback)()
   model.fit(x_tr, y_tr, batch_size=BATCH, epochs=epochs, shuffle=True,
             verbose=0, callbacks=[timer])
@@ -298,6 +301,8 @@ ROWS = collections.OrderedDict([
     ("tfp-flipout", lambda d, e, s: run_tfp(d, "flipout", e, s)),
     ("tfp-reparam", lambda d, e, s: run_tfp(d, "reparam", e, s)),
     ("jdlk-flipout", lambda d, e, s: run_jdl_keras(d, "flipout", e, s)),
+    ("jdlk-flipout-spe", lambda d, e, s: run_jdl_keras(
+        d, "flipout", e, s, steps_per_execution=-(-len(d[0]) // BATCH))),
     # Experiments for proposed changes (not what jdlayers does today).
     ("jdl-local-xla+philox", lambda d, e, s: run_jdl_philox(d, "local", e, s)),
     ("jdl-flipout-xla+philox",

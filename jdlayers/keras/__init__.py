@@ -27,6 +27,12 @@ mean-field bias with a `Normal(0, 1)` prior, where tfp.layers has a point
 mass without KL). Kernels use Keras' layout (`Dense`: `[in, units]`), and
 each part's KL is its own loss, as in tfp.layers.
 
+Under `tf.distribute` (build and compile inside `strategy.scope()`), each
+replica draws its own weight noise and the KL counts once per step, as in
+`jdlayers.vi.fit(strategy=)`. On CPU, Keras' per-step loop costs as much as
+a small network's step: `compile(steps_per_execution=k)` runs k steps per
+compiled call, with the same noise stream and results.
+
 Predictions are Monte Carlo: every `model(x)` draws new weights; average
 several (`predict_samples`) for the predictive. `reseed(model, seed)`
 makes them repeatable.

@@ -24,6 +24,14 @@ saved with the model (`model.save`), so a loaded model continues the same
 stream: its next predictions equal the original's next predictions.
 `reseed(model, seed)` restarts every layer's stream for repeatable
 Monte Carlo predictions.
+
+Under a `tf.distribute` strategy (layers built in `strategy.scope()`,
+trained by `model.fit`), every replica folds its replica id into the
+call's seed (the rule of `jdlayers.vi.fit(strategy=)`): replicas draw
+distinct noise, deterministically. Keras scales each replica's loss,
+`add_loss` terms included, by 1 / replicas before it sums the gradients,
+so the KL counts once per step and the loss equals the single-device one
+at the same global batch.
 """
 
 from __future__ import annotations

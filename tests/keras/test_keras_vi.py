@@ -260,3 +260,28 @@ def test_training_step_compiles_under_xla():
   assert np.all(np.isfinite(losses)) and len(set(losses)) == 3
   states = [l.seed_generator.state.numpy()[1] for l in model.layers]
   assert states == [3, 3]  # one draw per call
+
+
+def test_steps_per_execution_runs_the_same_steps():
+  """`compile(steps_per_execution=k)` (k steps per compiled call: the
+  per-step cost of Keras' loop is paid once per k steps) draws fresh noise
+  every step from the same stream: the fit equals the one-step-per-call
+  fit (same ops, same order; tolerance for float32 re-association by the
+  graph optimiser)."""
+  x, y = _bars(64)
+  out = []
+  for k in (1, 4):
+    model = _cnn(num_examples=64)
+    model.compile(keras.optimizers.Adam(0.03),
+                  keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True), steps_per_execution=k)
+    loss = model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                     shuffle=False).history["loss"]
+    states = [l.seed_generator.state.numpy()[1]
+              for l in jdk.variational_layers(model)]
+    assert states == [8, 8]  # 2 epochs x 4 steps, one draw per step
+    out.append((loss, [v.numpy() for v in model.trainable_variables]))
+  (loss1, w1), (loss4, w4) = out
+  np.testing.assert_allclose(loss4, loss1, rtol=1e-5)
+  for a, b in zip(w4, w1):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
