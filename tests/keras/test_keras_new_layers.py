@@ -53,8 +53,8 @@ def _mask(n, t, seed):
   return m
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("shape", [(4, 3), (5,)])
+@pytest.mark.parametrize("dtype,shape", [("float32", (4, 3)),
+                                         ("float64", (5,))])
 def test_embedding_equals_keras(dtype, shape):
   ids = _rng(1).integers(0, 7, size=shape)
   ref = keras.layers.Embedding(7, 3, dtype=dtype)
@@ -129,10 +129,9 @@ def test_keras_bidirectional_wraps_our_lstm(merge_mode):
   assert ours.backward_layer.get_config()["seed"] == 1
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("shape,kw", [
-    ((4, 6), {}), ((3, 5, 6), {"center": False}),
-    ((2, 3, 4, 6), {"scale": False, "epsilon": 0.125})])
+@pytest.mark.parametrize("dtype,shape,kw", [
+    ("float32", (4, 6), {}), ("float64", (3, 5, 6), {"center": False}),
+    ("float64", (2, 3, 4, 6), {"scale": False, "epsilon": 0.125})])
 def test_layer_normalization_equals_keras(dtype, shape, kw):
   # (epsilon 0.125: Keras adds it in float32, exact for a power of two.)
   x = (3 * _rng(10).normal(size=shape) + 1).astype(dtype)
@@ -151,11 +150,11 @@ def test_layer_normalization_equals_keras(dtype, shape, kw):
   np.testing.assert_allclose(y, want, **_tol(dtype))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kw,cross", [
-    (dict(num_heads=2, key_dim=4), True),
-    (dict(num_heads=1, key_dim=4, value_dim=3, output_shape=5,
-          use_bias=False), False)])
+@pytest.mark.parametrize("dtype,kw,cross", [
+    ("float32", dict(num_heads=2, key_dim=4), True),
+    ("float64", dict(num_heads=2, key_dim=4), False),
+    ("float64", dict(num_heads=1, key_dim=4, value_dim=3, output_shape=5,
+                     use_bias=False), True)])
 def test_multi_head_attention_equals_keras(dtype, kw, cross):
   # key_dim 4: Keras rounds its 1/sqrt(key_dim) through float32 (also in
   # float64), exact for a power of 4.
