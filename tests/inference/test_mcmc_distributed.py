@@ -195,10 +195,10 @@ def test_two_devices_match_one_device_resume_and_errors():
   assert res["compiled"] == 0
 
 
-WORKER = MODEL.replace(
-    'strategy = tf.distribute.MirroredStrategy(\n'
-    '    [f"/cpu:{i}" for i in range(_n)])',
-    "strategy = tf.distribute.MultiWorkerMirroredStrategy()") + """
+# The strategy first: collectives must be configured before any TF op.
+WORKER = "strategy = tf.distribute.MultiWorkerMirroredStrategy()\n" + (
+    MODEL.replace('strategy = tf.distribute.MirroredStrategy(\n'
+                  '    [f"/cpu:{i}" for i in range(_n)])', "")) + """
 draws = jdl.mcmc.sample(model, x, y, strategy=strategy, **KW)
 ref = jdl.mcmc.sample(model, x, y, jit_compile=False, **KW)
 emit(draws=states(draws), ref=states(ref),
@@ -210,7 +210,7 @@ emit(draws=states(draws), ref=states(ref),
 def test_two_workers_on_localhost():
   # Two processes (TF_CONFIG each) on 127.0.0.1; ~45 s on the 2-core box,
   # bounded by the timeout, processes killed on every exit path.
-  assert "MultiWorkerMirroredStrategy()" in WORKER
+  assert WORKER.count("MirroredStrategy(") == 1  # the multi-worker one
   res = dtl.run_workers(WORKER, 2, timeout=300)
   for r in res:
     assert r["replicas"] == 2
@@ -229,3 +229,28 @@ def test_example_two_local_workers_smoke(tmp_path):
       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=500)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "2 replicas" in proc.stdout and "test RMSE" in proc.stdout
+
+
+KERNELS = MODEL + """
+out = {}
+for kernel in ("nuts", "chees", "snaper"):
+  kw = dict(KW, kernel=kernel, num_burnin_steps=3, num_results=3,
+            adaptation="auto", max_tree_depth=3)
+  if kernel != "nuts":
+    kw.update(max_leapfrog_steps=20)
+  ref = jdl.mcmc.sample(model, x, y, jit_compile=False, **kw)
+  got = jdl.mcmc.sample(model, x, y, strategy=strategy, **kw)
+  out[kernel] = [states(ref), states(got)]
+emit(**out)
+"""
+
+
+@pytest.mark.slow
+def test_every_kernel_matches_one_device():
+  # NUTS, ChEES, SNAPER with step-size adaptation, 3 + 3 steps on 2 devices;
+  # the tolerance argument of the module docstring (float64) holds for them.
+  res = dtl.run_snippet(KERNELS, 2, timeout=900)
+  for kernel, (ref, got) in res.items():
+    assert np.abs(np.diff(np.asarray(ref[0]), axis=0)).max() > 1e-4, kernel
+    for g, w in zip(got, ref):
+      np.testing.assert_allclose(g, w, rtol=0, atol=1e-8, err_msg=kernel)
