@@ -15,7 +15,7 @@ with a `Categorical` likelihood. The script fits, per training seed:
   tempering as in `vi_digits_cnn.py`);
 * `HMC (ChEES)`: `jdl.mcmc.sample` with ChEES-HMC, all chains through the
   layers' sample dim in one XLA-compiled loop (`--hmc-chains`, skipped with
-  `--hmc-results 0`);
+  `--hmc-results 0`), on the first seed only;
 
 and prints, from `jdlayers.metrics`, test accuracy, NLL, ECE (15 bins) and
 Brier score, and, with the predictive entropy as the score, the OOD AUROC
@@ -31,8 +31,29 @@ an existing file is kept unless `--overwrite` is given (a numbered name is
 used instead).
 
 Data: scikit-learn's bundled `load_digits`, split as in `vi_digits_cnn.py`
-(1347 training and 450 test images, stratified, `random_state=0`; `--seed`
+(1347 training and 450 test images, stratified, `random_state=0`; `--seeds`
 changes the training seeds only).
+
+Results, median (range) over seeds 0-2; HMC seed 0 only (8 chains, 100
+warm-up + 60 draws each). Non-HMC rows: 52-55 CPU-s a seed; HMC: 307 CPU-s
+(497 s wall at load ~7 on the shared 2-core machine):
+
+  method                    acc %              NLL     ECE %   AUROC col / noise
+  deterministic (Keras)     96.00 (95.56-96.00) 0.149  2.58    .975 / .941
+  MAP                       94.67 (94.67-96.44) 0.157  3.87    .930 / .913
+  VI (ELBO)                 95.33 (94.89-96.44) 0.249  13.23   .989 / .998
+  VI (MAP start, KL x0.03)  96.67 (95.78-98.22) 0.100  2.01    .990 / 1.000
+  HMC (ChEES), seed 0       97.56               0.148  9.07    see below
+
+The MAP-started, KL-tempered VI has the lowest NLL on every seed (0.057 to
+0.110 against the deterministic LSTM's 0.148 to 0.159) and detects the
+column-read digits and noise better (AUROC .984-.996 against .734-.985).
+The ELBO is under-confident (ECE 12-14%), as for the CNN of
+`vi_digits_cnn.py`. The HMC row is an average over 8 chains that have not
+mixed (max R-hat of the predicted probabilities 1.99 after 160 steps of
+about 60 leapfrogs): the most accurate predictive, but under-confident;
+this is a multi-modal posterior over 1,770 weights and 1,347 sequences,
+and converged HMC needs far more than minutes on a 2-core CPU.
 
 Usage:
   python examples/sequence_uncertainty.py [--seeds 0 1 2] [--units U]
@@ -132,7 +153,7 @@ def fit_hmc(x, y, args, seed):
   result = jdl.mcmc.sample(
       build_bnn(args.units), x, y, num_chains=args.hmc_chains,
       num_burnin_steps=args.hmc_burnin, num_results=args.hmc_results,
-      seed=seed, progress=False)
+      seed=seed)  # a progress line per chunk on stderr
   f = result.predict(x[:20]).means  # [D, C, 20, 10] function values
   rhat = jdl.diagnostics.split_rhat(f).max()
   line = (f"HMC: {args.hmc_chains} chains x {args.hmc_results} draws, "
@@ -186,8 +207,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--samples", type=int, default=100,
                  help="posterior networks of the VI predictive")
   p.add_argument("--hmc-chains", type=int, default=8)
-  p.add_argument("--hmc-burnin", type=int, default=300)
-  p.add_argument("--hmc-results", type=int, default=200,
+  p.add_argument("--hmc-burnin", type=int, default=100)
+  p.add_argument("--hmc-results", type=int, default=60,
                  help="draws kept per chain (0 skips HMC)")
   p.add_argument("--out-dir", "--out", dest="out_dir", default="out",
                  type=pathlib.Path)
@@ -197,7 +218,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def run_seed(data, ood, args, seed, det_epochs):
+def run_seed(data, ood, args, seed, det_epochs, hmc: bool):
   """Fits every method for one seed; returns `({method: scores}, {method:
   (test probs, {ood name: probs})})`."""
   x_tr, y_tr, x_te, y_te = data
@@ -230,9 +251,10 @@ def run_seed(data, ood, args, seed, det_epochs):
         fit_vi(x_tr, y_tr, args, seed, init=holder["map"],
                init_scale=lambda w: 0.1 * tf.abs(w),
                kl_weight=args.kl_weight), args, seed))
-  if args.hmc_results > 0:
+  if hmc and args.hmc_results > 0:
     print(f"[seed {seed}] HMC (ChEES, {args.hmc_chains} chains, "
-          f"{args.hmc_burnin} + {args.hmc_results} steps; compiling first)...",
+          f"{args.hmc_burnin} + {args.hmc_results} steps; XLA compiles the "
+          f"loop first, then a progress line per chunk)...",
           flush=True)
     hmc = {}
 
@@ -252,8 +274,9 @@ def run_seed(data, ood, args, seed, det_epochs):
 
 
 def medians(per_seed: list) -> dict:
-  return {m: {k: float(np.median([r[m][k] for r in per_seed])) for k in KEYS}
-          for m in per_seed[0]}
+  """Per method, the median of each score over the seeds that ran it."""
+  return {m: {k: float(np.median([r[m][k] for r in per_seed if m in r]))
+              for k in KEYS} for m in per_seed[0]}
 
 
 def write_figures(probs, y_te, args):
@@ -288,12 +311,17 @@ def main(argv=None) -> int:
         flush=True)
   per_seed, first = [], None
   for seed in args.seeds:
-    rows, probs = run_seed(data, ood, args, seed, det_epochs)
+    # HMC costs minutes a seed on a 2-core CPU: the first seed only.
+    rows, probs = run_seed(data, ood, args, seed, det_epochs,
+                           hmc=seed == args.seeds[0])
     print(f"\nseed {seed}:\n{table(rows)}\n", flush=True)
     per_seed.append(rows)
     first = first or probs
   if len(per_seed) > 1:
-    print(f"median over seeds {args.seeds}:\n{table(medians(per_seed))}\n")
+    note = (f" (HMC: seed {args.seeds[0]} only)"
+            if args.hmc_results > 0 else "")
+    print(f"median over seeds {args.seeds}{note}:\n"
+          f"{table(medians(per_seed))}\n")
   write_figures(first, data[3], args)
   # CPU seconds too: on a shared machine the wall time measures the load.
   print(f"done in {time.perf_counter() - start:.1f} s "
