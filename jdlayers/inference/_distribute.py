@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["Shards", "check_arrays", "check_dataset", "check_shardable",
-           "check_strategy", "num_replicas", "shard"]
+           "check_strategy", "is_default", "num_replicas", "shard"]
 
 
 class Shards(collections.namedtuple(
@@ -46,6 +46,16 @@ class Shards(collections.namedtuple(
 def num_replicas(strategy) -> int:
   """Replicas in sync of `strategy` (1 for None)."""
   return 1 if strategy is None else int(strategy.num_replicas_in_sync)
+
+
+def is_default(strategy) -> bool:
+  """Whether `strategy` is TF's default (no-op) strategy: one device, the
+  current one, as without a strategy."""
+  try:
+    strategy.extended.worker_devices  # pylint: disable=pointless-statement
+  except RuntimeError:  # "unsupported by default tf.distribute.Strategy"
+    return True
+  return False
 
 
 def check_strategy(strategy, where: str):
@@ -81,10 +91,8 @@ def check_strategy(strategy, where: str):
   local = {(d.device_type, d.device_index) for d in (
       tf.DeviceSpec.from_string(ld.name)
       for ld in tf.config.list_logical_devices())}
-  try:
-    devices = tuple(strategy.extended.worker_devices)
-  except RuntimeError:  # the default strategy: the current device
-    devices = ()
+  devices = () if is_default(strategy) else tuple(
+      strategy.extended.worker_devices)
   missing = [d for d in devices
              if _type_index(d) not in local]
   if missing:

@@ -14,8 +14,12 @@ distributed, inside each step:
 * "chains" mode: replica `r` evaluates the full-data density of chains
   `[r * C / R, (r + 1) * C / R)`; an all-gather joins them in chain order.
 
-The per-replica function is compiled with XLA when `jit_compile` (XLA cannot
-compile `strategy.run` itself, so the loop around it runs as a graph).
+On one host the replicas' terms are summed (or joined) in the loop's graph in
+replica order; across hosts, the strategy's all-reduce (all-gather) does it,
+which works inside the loop's `tf.while_loop` (two workers on 127.0.0.1 are
+tested). The per-replica function is compiled with XLA when `jit_compile`
+(XLA cannot compile `strategy.run` itself, so the loop around it runs as a
+graph).
 """
 
 from __future__ import annotations
@@ -203,7 +207,7 @@ def for_sampler(posterior, strategy, shard: str, num_chains: int,
   """
   strategy = _distribute.check_strategy(strategy, where)
   check_mode(shard, num_chains, strategy, where)
-  if strategy is None:
+  if strategy is None or _distribute.is_default(strategy):
     return posterior, (posterior.x, posterior.y), jit_compile
   target = ShardedPosterior(posterior, strategy, shard, jit_compile)
   if shard == "chains":

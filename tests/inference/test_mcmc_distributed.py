@@ -163,6 +163,10 @@ for name, fn in cases.items():
     errors[name] = None
   except (TypeError, ValueError) as e:
     errors[name] = [type(e).__name__, str(e)]
+# TF's default strategy is one device: the plain posterior and loop.
+default = _sharded.for_sampler(post, tf.distribute.get_strategy(), "data", 4,
+                               True, "t")
+res["default_plain"] = default[0] is post and default[2] is True
 res.update(full=states(full), resumed=states(resumed), errors=errors,
            compiled=len(vars(fresh).get(_loop._ATTR, {})))
 """
@@ -191,6 +195,7 @@ def test_two_devices_match_one_device_resume_and_errors():
   assert e["unbatched"][0] == "ValueError" and "batch" in e["unbatched"][1]
   assert e["small_batch"][0] == "ValueError"
   assert "batch of 1" in e["small_batch"][1]
+  assert res["default_plain"]
   # Refused before anything was traced or compiled.
   assert res["compiled"] == 0
 
