@@ -1,4 +1,4 @@
-"""A posterior's log density and gradient evaluated over `tf.distribute` replicas.
+"""A posterior's log density and gradient summed over tf.distribute replicas.
 
 The MCMC loop itself runs once (the chain state, adaptation and checkpoints
 are the single-device ones); only the target's value and gradient are
