@@ -35,19 +35,21 @@ Data: scikit-learn's bundled `load_digits`, split as in `vi_digits_cnn.py`
 changes the training seeds only).
 
 Results, median (range) over seeds 0-2; HMC seed 0 only (8 chains, 100
-warm-up + 60 draws each). Non-HMC rows: 52-55 CPU-s a seed; HMC: 307 CPU-s
-(497 s wall at load ~7 on the shared 2-core machine):
+warm-up + 60 draws each). The default run (`make demo-sequence`) took 419 s
+wall, 442 CPU-s, on the shared 2-core machine (load 1-5): 52-55 CPU-s a
+seed for the other rows, about 300 CPU-s for HMC:
 
-  method                    acc %              NLL     ECE %   AUROC col / noise
+  method                    acc %                NLL    ECE %   AUROC col / noise
   deterministic (Keras)     96.00 (95.56-96.00) 0.149  2.58    .975 / .941
   MAP                       94.67 (94.67-96.44) 0.157  3.87    .930 / .913
   VI (ELBO)                 95.33 (94.89-96.44) 0.249  13.23   .989 / .998
   VI (MAP start, KL x0.03)  96.67 (95.78-98.22) 0.100  2.01    .990 / 1.000
-  HMC (ChEES), seed 0       97.56               0.148  9.07    see below
+  HMC (ChEES), seed 0       97.56               0.148  9.07    .989 / 1.000
 
 The MAP-started, KL-tempered VI has the lowest NLL on every seed (0.057 to
 0.110 against the deterministic LSTM's 0.148 to 0.159) and detects the
-column-read digits and noise better (AUROC .984-.996 against .734-.985).
+column-read digits and noise better in the median (AUROC .990 / 1.000
+against .975 / .941; the deterministic LSTM's column AUROC spans .734-.985).
 The ELBO is under-confident (ECE 12-14%), as for the CNN of
 `vi_digits_cnn.py`. The HMC row is an average over 8 chains that have not
 mixed (max R-hat of the predicted probabilities 1.99 after 160 steps of
