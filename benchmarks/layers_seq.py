@@ -271,7 +271,8 @@ def table(rows):
       sel = {r["mode"]: r for r in rows
              if r["family"] == name and r["chains"] == c}
       ratio = {m: (f"{sel[m]['ratio']:5.2f} ({sel[m]['cpu_ratio']:4.2f})"
-                   if m in sel else "      -     ") for m in ("function", "xla")}
+                   if m in sel else "      -     ")
+               for m in ("function", "xla")}
       bj = min(r["jdlayers_us_per_chain_grad"] for r in sel.values())
       br = min(r["raw_us_per_chain_grad"] for r in sel.values())
       ld = max(r["load_after"] for r in sel.values())

@@ -39,7 +39,7 @@ warm-up + 60 draws each). The default run (`make demo-sequence`) took 419 s
 wall, 442 CPU-s, on the shared 2-core machine (load 1-5): 52-55 CPU-s a
 seed for the other rows, about 300 CPU-s for HMC:
 
-  method                    acc %                NLL    ECE %   AUROC col / noise
+  method                    acc %                NLL    ECE %   AUROC col/noise
   deterministic (Keras)     96.00 (95.56-96.00) 0.149  2.58    .975 / .941
   MAP                       94.67 (94.67-96.44) 0.157  3.87    .930 / .913
   VI (ELBO)                 95.33 (94.89-96.44) 0.249  13.23   .989 / .998
