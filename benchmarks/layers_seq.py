@@ -2,8 +2,9 @@
 `log p(layer) + log p(y | layer(x))` per chain, jdlayers vs hand-written TF.
 
 One row per layer family, each a single layer under a `Normal(out, 1)`
-likelihood of fixed random targets of the output's shape, so the layer's
-own cost dominates:
+likelihood of fixed random targets of the output's shape (the same
+likelihood code for both implementations), so the layer's own cost and its
+prior's dominate:
 
   embedding  Embedding(32, 1000) on ids [64, 16]        -> [C, 64, 16, 32]
   lstm       LSTM(32, 16) on x [64, 16, 16], last state  -> [C, 64, 32]
@@ -119,16 +120,20 @@ def make(name, chains, mode):
   prior = _prior_of(names, spec)
   const = -0.5 * np.log(2 * np.pi) * np.prod(out_shape)
 
+  def log_lik(out):
+    # The same likelihood code for both: the rows time the layer and its
+    # prior. (tfd.Normal's log_prob here cost up to 1.7x the FRN row's
+    # hand-written total under XLA; benchmarks/hmc.py times whole models.)
+    return tf.reduce_sum(-0.5 * tf.square(out - y), axis=axes) + const
+
   def jdl_target(*ps):
     f = tf.nest.pack_sequence_as(init, ps)
-    return layer.log_prob(f) + tf.reduce_sum(
-        tfp.distributions.Normal(f(x), 1.).log_prob(y), axis=axes)
+    return layer.log_prob(f) + log_lik(f(x))
 
   def raw_target(*ps):
     p = dict(zip(names, ps))
     lp = tf.add_n([raw.normal_lp(p[n], *prior[n]) for n in names])
-    out = forward(p, x, mode)
-    return lp + tf.reduce_sum(-0.5 * tf.square(out - y), axis=axes) + const
+    return lp + log_lik(forward(p, x, mode))
 
   # The summed densities are large: compare the outputs as well, so a
   # small error in the layer cannot hide below the sums' rounding.
