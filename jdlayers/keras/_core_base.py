@@ -71,13 +71,8 @@ class CoreLayer(VariationalLayer):
       raise TypeError(f"{owner}: `prior` must be a jdlayers.priors prior (e.g. "
                       f"jdlayers.priors.normal(1.0)); got {prior!r:.80}.")
     self.prior = prior
-    self._posterior_fns = {
-        _glob(k, owner): _hooks.check_builder(v, owner, f"posterior_fns[{k!r}]")
-        for k, v in (posterior_fns or {}).items()}
-    self._divergence_fns = {
-        _glob(k, owner): _hooks.check_divergence_fn(
-            v, owner, f"divergence_fns[{k!r}]")
-        for k, v in (divergence_fns or {}).items()}
+    self._posterior_fns, self._divergence_fns = _hooks.check_part_hooks(
+        posterior_fns, divergence_fns, owner)
 
   def _surrogate_kwargs(self) -> Dict[str, Any]:
     owner = f"{type(self).__name__} '{self.name}'"
@@ -118,12 +113,8 @@ class CoreLayer(VariationalLayer):
     config = super().get_config()
     owner = f"{type(self).__name__} '{self.name}'"
     config["prior"] = _hooks.serialize(self.prior, owner, "prior")
-    config["posterior_fns"] = {
-        k: _hooks.serialize(v, owner, f"posterior_fns[{k!r}]")
-        for k, v in self._posterior_fns.items()} or None
-    config["divergence_fns"] = {
-        k: _hooks.serialize(v, owner, f"divergence_fns[{k!r}]")
-        for k, v in self._divergence_fns.items()} or None
+    _hooks.serialize_part_hooks(config, self._posterior_fns,
+                                self._divergence_fns, owner)
     return config
 
   @classmethod
@@ -132,16 +123,6 @@ class CoreLayer(VariationalLayer):
     owner = cls.__name__
     if config.get("prior") is not None:
       config["prior"] = _hooks.deserialize(config["prior"], owner, "prior")
-    for key in ("posterior_fns", "divergence_fns"):
-      if config.get(key) is not None:
-        config[key] = {k: _hooks.deserialize(v, owner, f"{key}[{k!r}]")
-                       for k, v in config[key].items()}
+    _hooks.deserialize_part_hooks(config, owner)
     return super().from_config(config)
 
-
-def _glob(key, owner: str) -> str:
-  if not isinstance(key, str):
-    raise TypeError(f"{owner}: keys of posterior_fns/divergence_fns must be "
-                    f"part-name globs (strings such as '*kernel'); got "
-                    f"{key!r}.")
-  return key

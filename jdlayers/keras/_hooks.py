@@ -351,3 +351,42 @@ def deserialize(config: Any, owner: str, arg: str) -> Optional[Any]:
   except (TypeError, ValueError) as e:
     raise ValueError(f"{owner}: cannot load `{arg}` ({config!r:.120}): {e} "
                      "Register the function before loading.") from None
+
+
+def check_part_hooks(posterior_fns, divergence_fns, owner: str):
+  """Checks `posterior_fns` / `divergence_fns` (part-name glob -> hook).
+
+  Returns:
+    The two checked dicts.
+
+  Raises:
+    TypeError: For a key that is not a string glob, or a bad hook.
+  """
+  def glob(key):
+    if not isinstance(key, str):
+      raise TypeError(f"{owner}: keys of posterior_fns/divergence_fns must be "
+                      f"part-name globs (strings such as '*kernel'); got "
+                      f"{key!r}.")
+    return key
+  post = {glob(k): check_builder(v, owner, f"posterior_fns[{k!r}]")
+          for k, v in (posterior_fns or {}).items()}
+  div = {glob(k): check_divergence_fn(v, owner, f"divergence_fns[{k!r}]")
+         for k, v in (divergence_fns or {}).items()}
+  return post, div
+
+
+def serialize_part_hooks(config: dict, posterior_fns, divergence_fns,
+                         owner: str) -> None:
+  """Writes the two part-hook maps into a layer's `config`, JSON-able."""
+  for key, hooks in (("posterior_fns", posterior_fns),
+                     ("divergence_fns", divergence_fns)):
+    config[key] = {k: serialize(v, owner, f"{key}[{k!r}]")
+                   for k, v in hooks.items()} or None
+
+
+def deserialize_part_hooks(config: dict, owner: str) -> None:
+  """Inverse of `serialize_part_hooks`, in place on a copy of the config."""
+  for key in ("posterior_fns", "divergence_fns"):
+    if config.get(key) is not None:
+      config[key] = {k: deserialize(v, owner, f"{key}[{k!r}]")
+                     for k, v in config[key].items()}

@@ -103,13 +103,8 @@ class Variational(VariationalLayer):
         kernel_divergence_fn, owner, "kernel_divergence_fn")
     self.bias_divergence_fn = _hooks.check_divergence_fn(
         bias_divergence_fn, owner, "bias_divergence_fn")
-    self._posterior_fns = {
-        _glob(k, owner): _hooks.check_builder(v, owner, f"posterior_fns[{k!r}]")
-        for k, v in (posterior_fns or {}).items()}
-    self._divergence_fns = {
-        _glob(k, owner): _hooks.check_divergence_fn(
-            v, owner, f"divergence_fns[{k!r}]")
-        for k, v in (divergence_fns or {}).items()}
+    self._posterior_fns, self._divergence_fns = _hooks.check_part_hooks(
+        posterior_fns, divergence_fns, owner)
 
   def _make_distribution(self, input_shape):
     del input_shape  # the distribution fixes its input size
@@ -151,12 +146,8 @@ class Variational(VariationalLayer):
     for key in ("kernel_posterior_fn", "bias_posterior_fn",
                 "kernel_divergence_fn", "bias_divergence_fn"):
       config[key] = _hooks.serialize(getattr(self, key), owner, key)
-    config["posterior_fns"] = {
-        k: _hooks.serialize(v, owner, f"posterior_fns[{k!r}]")
-        for k, v in self._posterior_fns.items()} or None
-    config["divergence_fns"] = {
-        k: _hooks.serialize(v, owner, f"divergence_fns[{k!r}]")
-        for k, v in self._divergence_fns.items()} or None
+    _hooks.serialize_part_hooks(config, self._posterior_fns,
+                                self._divergence_fns, owner)
     return config
 
   @classmethod
@@ -166,15 +157,6 @@ class Variational(VariationalLayer):
                 "kernel_divergence_fn", "bias_divergence_fn"):
       if key in config:
         config[key] = _hooks.deserialize(config[key], cls.__name__, key)
-    for key in ("posterior_fns", "divergence_fns"):
-      if config.get(key) is not None:
-        config[key] = {k: _hooks.deserialize(v, cls.__name__, f"{key}[{k!r}]")
-                       for k, v in config[key].items()}
+    _hooks.deserialize_part_hooks(config, cls.__name__)
     return super().from_config(config)
 
-
-def _glob(key, owner: str) -> str:
-  if not isinstance(key, str):
-    raise TypeError(f"{owner}: keys of posterior_fns/divergence_fns must be "
-                    f"part-name globs (strings); got {key!r}.")
-  return key
