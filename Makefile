@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-prior demo-vi demo-keras demo-uncertainty demo-sequence study-uncertainty bench-vi test test-slow sbc bench bench-hmc clean
+.PHONY: demo demo-prior demo-vi demo-keras demo-uncertainty demo-sequence demo-distributed study-uncertainty bench-vi test test-slow sbc bench bench-hmc clean
 
 $(STAMP): pyproject.toml
 	@echo "Creating $(VENV) and installing jdlayers with its test, demo and arviz extras (once; a few minutes, mostly TensorFlow)..."
@@ -30,6 +30,10 @@ demo-uncertainty: $(STAMP)
 
 demo-sequence: $(STAMP)
 	$(BIN)/python examples/sequence_uncertainty.py
+
+# HMC on two MultiWorkerMirroredStrategy workers started locally (127.0.0.1).
+demo-distributed: $(STAMP)
+	$(BIN)/python examples/distributed_hmc.py --local-workers 2
 
 # Deterministic, MAP and VI variants on the digits over 5 seeds (~13 min).
 study-uncertainty: $(STAMP)
