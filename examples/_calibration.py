@@ -26,7 +26,8 @@ import numpy as np
 
 import jdlayers as jdl
 
-__all__ = ["merge_sparse_bins", "reliability_diagram", "ood_histogram"]
+__all__ = ["merge_sparse_bins", "reliability_diagram", "ood_histogram",
+           "scores"]
 
 
 def merge_sparse_bins(r: dict, min_count: int) -> dict:
@@ -202,3 +203,29 @@ def ood_histogram(scores: Mapping[str, Tuple[np.ndarray, np.ndarray]], path,
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def scores(probs, labels, ood_probs: Mapping[str, np.ndarray], *,
+           fpr: bool = False) -> dict:
+  """Test metrics and, per shifted set, the OOD scores of the entropy.
+
+  Args:
+    probs: `[N, K]` or `[S, N, K]` test predictions.
+    labels: `[N]` test labels.
+    ood_probs: Set name -> predictions on that shifted set.
+    fpr: Also the FPR at 95% TPR per set (`fpr_<name>`).
+
+  Returns:
+    `acc`, `nll`, `ece` (15 bins), `brier` and `auroc_<name>` per set.
+  """
+  m = jdl.metrics
+  out = {"acc": m.accuracy(probs, labels), "nll": m.nll(probs, labels),
+         "ece": m.ece(probs, labels, num_bins=15),
+         "brier": m.brier(probs, labels)}
+  h_in = m.predictive_entropy(probs)
+  for name, p in ood_probs.items():
+    h_out = m.predictive_entropy(p)
+    out[f"auroc_{name}"] = m.ood_auroc(h_in, h_out)
+    if fpr:
+      out[f"fpr_{name}"] = m.fpr_at_95_tpr(h_in, h_out)
+  return out

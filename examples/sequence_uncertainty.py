@@ -168,17 +168,6 @@ def fit_hmc(x, y, args, seed):
   return predict, line
 
 
-def scores(probs, labels, ood_probs: dict) -> dict:
-  """Test metrics and, per shifted set, the AUROC of the entropy."""
-  m = jdl.metrics
-  out = {"acc": m.accuracy(probs, labels), "nll": m.nll(probs, labels),
-         "ece": m.ece(probs, labels, num_bins=15),
-         "brier": m.brier(probs, labels)}
-  h_in = m.predictive_entropy(probs)
-  for name, p in ood_probs.items():
-    out[f"auroc_{name}"] = m.ood_auroc(h_in, m.predictive_entropy(p))
-  return out
-
 
 KEYS = ("acc", "nll", "ece", "brier", "auroc_columns", "auroc_noise", "sec")
 
@@ -270,7 +259,7 @@ def run_seed(data, ood, args, seed, det_epochs, hmc: bool):
   for method, predict, sec in fits:
     p_te = predict(x_te)
     p_ood = {n: predict(x) for n, x in ood.items()}
-    rows[method] = dict(scores(p_te, y_te, p_ood), sec=sec)
+    rows[method] = dict(_calibration.scores(p_te, y_te, p_ood), sec=sec)
     probs[method] = (p_te, p_ood)
   return rows, probs
 

@@ -79,19 +79,6 @@ def ood_sets(x_test, seed: int) -> dict:
           "noise": rng.uniform(0., 1., x_test.shape).astype(np.float32)}
 
 
-def scores(probs, labels, ood_probs: dict) -> dict:
-  """Test metrics and, per OOD set, AUROC and FPR@95%TPR of the entropy."""
-  m = jdl.metrics
-  out = {"acc": m.accuracy(probs, labels), "nll": m.nll(probs, labels),
-         "ece": m.ece(probs, labels, num_bins=15),
-         "brier": m.brier(probs, labels)}
-  h_in = m.predictive_entropy(probs)
-  for name, p in ood_probs.items():
-    h_out = m.predictive_entropy(p)
-    out[f"auroc_{name}"] = m.ood_auroc(h_in, h_out)
-    out[f"fpr_{name}"] = m.fpr_at_95_tpr(h_in, h_out)
-  return out
-
 
 def table(rows: dict, ood_names) -> str:
   """One line per method: acc, NLL, ECE, Brier, AUROC and FPR per OOD set."""
@@ -178,7 +165,7 @@ def main(argv=None) -> int:
   for method, predict in predictors.items():
     probs = predict(x_te)
     ood_probs = {n: predict(x) for n, x in ood.items()}
-    rows[method] = scores(probs, y_te, ood_probs)
+    rows[method] = _calibration.scores(probs, y_te, ood_probs, fpr=True)
     test_probs[method] = (probs, y_te)
     for n, p in ood_probs.items():
       entropies[n][method] = (jdl.metrics.predictive_entropy(probs),
