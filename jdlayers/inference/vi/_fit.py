@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from jdlayers import _validate
 from jdlayers.inference import _distribute
-from jdlayers.inference.vi import _checks, _estimators, _feed, _replicas
+from jdlayers.inference.vi import (_checks, _estimators, _feed, _replicas,
+                                    _steps)
 from jdlayers.inference.vi._elbo import elbo_terms
 from jdlayers.inference.vi._surrogate import Surrogate
 from jdlayers.layers._base import stateless_seed
@@ -200,25 +201,13 @@ def fit(model, x, y=None, *, surrogate: Optional[Surrogate] = None,
     last one the bad one, if any) and `[V]` flags of the variables whose
     gradient was not finite at the last step.
     """
-    num = tf.shape(masks)[0]
-
-    def body(i, stop, out, bad_grads):
-      row, grads = step_terms(
+    def step(i):
+      return step_terms(
           xs[i], ys[i], masks[i], kl_weights[i],
           tf.random.experimental.stateless_fold_in(run_seed, step0 + i))
-      bad_grads = tf.stack([
-          tf.constant(False) if g is None else
-          ~tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-      ok = tf.reduce_all(tf.math.is_finite(row)) & ~tf.reduce_any(bad_grads)
-      optimizer.apply_gradients(zip(grads, variables))
-      return i + 1, ~ok, out.write(i, row), bad_grads
 
-    ta = tf.TensorArray(surrogate.dtype, size=num, element_shape=[3])
-    done, _, ta, bad_grads = tf.while_loop(
-        lambda i, stop, *_: (i < num) & ~stop, body,
-        (tf.constant(0), tf.constant(False), ta,
-         tf.zeros([len(variables)], tf.bool)))
-    return ta.stack(), done, bad_grads
+    return _steps.block_loop(step, tf.shape(masks)[0], optimizer, variables,
+                             surrogate.dtype)
 
   if jit_compile is None:
     jit_compile = bool(tf.config.list_physical_devices("GPU"))

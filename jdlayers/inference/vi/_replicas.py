@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from jdlayers.inference import _distribute
+from jdlayers.inference.vi import _steps
 
 _WHERE = "vi.fit"
 
@@ -156,9 +157,8 @@ def runner(strategy, step_terms: Callable, optimizer, variables,
   unconnected = []  # the variables without a gradient (as traced)
 
   def loop(xs, ys, masks, pads, kl_weights, totals, step0):
-    num = tf.shape(kl_weights)[0]
 
-    def body(i, stop, out, bad_grads):
+    def step(i):
 
       def replica_step(x, y, mask, pad):
         ctx = tf.distribute.get_replica_context()
@@ -178,22 +178,12 @@ def runner(strategy, step_terms: Callable, optimizer, variables,
       terms = [strategy.experimental_local_results(t) for t in terms]
       # All-reduced across hosts: any replica's copy is the sum.
       row, *grads = [tf.add_n(list(t)) if local else t[0] for t in terms]
-      grads = [None if u else g for u, g in zip(unconnected, grads)]
-      bad_grads = tf.stack([
-          tf.constant(False) if g is None else
-          ~tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-      ok = tf.reduce_all(tf.math.is_finite(row)) & ~tf.reduce_any(bad_grads)
-      # One update of the mirrored variables by the summed gradient, in
-      # the cross-replica context (the strategy's `extended.update`).
-      optimizer.apply_gradients(zip(grads, variables))
-      return i + 1, ~ok, out.write(i, row), bad_grads
+      return row, [None if u else g for u, g in zip(unconnected, grads)]
 
-    ta = tf.TensorArray(dtype, size=num, element_shape=[3])
-    done, _, ta, bad_grads = tf.while_loop(
-        lambda i, stop, *_: (i < num) & ~stop, body,
-        (tf.constant(0), tf.constant(False), ta,
-         tf.zeros([len(variables)], tf.bool)))
-    return ta.stack(), done, bad_grads
+    # One update of the mirrored variables by the summed gradient per step,
+    # in the cross-replica context (the strategy's `extended.update`).
+    return _steps.block_loop(step, tf.shape(kl_weights)[0], optimizer,
+                             variables, dtype)
 
   loop = tf.function(loop, autograph=False, reduce_retracing=True)
 
